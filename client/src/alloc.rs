@@ -1,0 +1,202 @@
+//! Segments: claiming, appending, sealing and parking (docs/design.md §2.3, §4.5).
+
+use crate::engine::{Engine, Who};
+use crate::layout::{ctl_gen, ctl_owner, ctl_state, seg_ctl, SegState};
+use crate::mem::Mem;
+use crate::sync::{fence, Ordering::*};
+
+/// A writer's append position: at most one OPEN segment, owned by the lane's process.
+#[derive(Debug, Default)]
+pub(crate) struct Lane {
+    pub seg: Option<OpenSeg>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpenSeg {
+    pub seg: u32,
+    pub gen: u64,
+    /// Bytes used from the segment start (mirrors the segment's `wptr`).
+    pub wptr: u64,
+}
+
+/// The arena has no segment a writer could use: all are held open or being evicted.
+#[derive(Debug)]
+pub(crate) struct NoSpace;
+
+impl<M: Mem> Engine<M> {
+    /// Returns the lane's segment with at least `size` bytes free, sealing the current one
+    /// and acquiring another if needed.
+    pub(crate) fn lane_room(
+        &self,
+        who: Who,
+        lane: &mut Lane,
+        size: u64,
+    ) -> Result<OpenSeg, NoSpace> {
+        if let Some(s) = lane.seg {
+            if s.wptr + size <= self.geo.seg_size() {
+                return Ok(s);
+            }
+            self.seal(who, s);
+            lane.seg = None;
+        }
+        let s = self.acquire(who, size)?;
+        lane.seg = Some(s);
+        Ok(s)
+    }
+
+    /// Records that `size` bytes at the lane's `wptr` now hold a complete item.
+    pub(crate) fn lane_commit(&self, lane: &mut Lane, size: u64) {
+        let s = lane.seg.as_mut().expect("lane_commit after lane_room");
+        s.wptr += size;
+        // Release: a walker that loads wptr with Acquire sees the complete item bytes below it.
+        self.mem
+            .store(self.geo.seg_wptr_off(s.seg), s.wptr, Release);
+    }
+
+    /// OPEN(me) → SEALED: the segment joins the log.
+    pub(crate) fn seal(&self, who: Who, s: OpenSeg) {
+        let off = self.geo.seg_ctl_off(s.seg);
+        // AcqRel: Release orders our item writes before the state change evictors act on
+        // (they also load wptr with Acquire); Relaxed failure: someone reaped us, nothing to do.
+        let _ = self.mem.cas(
+            off,
+            seg_ctl(s.gen, SegState::Open, who.reg),
+            seg_ctl(s.gen, SegState::Sealed, 0),
+            AcqRel,
+            Relaxed,
+        );
+    }
+
+    /// OPEN(me) → PARKED: give a partly filled segment back for others to adopt.
+    pub(crate) fn park(&self, who: Who, s: OpenSeg) {
+        let off = self.geo.seg_ctl_off(s.seg);
+        // AcqRel: as in seal.
+        let _ = self.mem.cas(
+            off,
+            seg_ctl(s.gen, SegState::Open, who.reg),
+            seg_ctl(s.gen, SegState::Parked, 0),
+            AcqRel,
+            Relaxed,
+        );
+    }
+
+    /// Acquires a segment with `size` free bytes: a PARKED one, else a FREE one beyond the
+    /// reserve, else by evicting; as a last resort any FREE one.
+    fn acquire(&self, who: Who, size: u64) -> Result<OpenSeg, NoSpace> {
+        for _ in 0..4 {
+            let mut free = 0u32;
+            let mut first_free = None;
+            for seg in 0..self.geo.nsegs {
+                // Relaxed: a survey; every claim below is a CAS from the value seen.
+                let c = self.mem.load(self.geo.seg_ctl_off(seg), Relaxed);
+                match ctl_state(c) {
+                    Some(SegState::Parked) => {
+                        if let Some(s) = self.adopt(who, seg, c, size) {
+                            return Ok(s);
+                        }
+                    }
+                    Some(SegState::Free) => {
+                        free += 1;
+                        first_free.get_or_insert((seg, c));
+                    }
+                    _ => {}
+                }
+            }
+            if free > self.reserve {
+                if let Some((seg, c)) = first_free {
+                    if let Some(s) = self.claim_free(who, seg, c) {
+                        return Ok(s);
+                    }
+                    continue;
+                }
+            }
+            if let Some(s) = self.evict_one(who) {
+                return Ok(s);
+            }
+            if let Some(s) = self.claim_any_free(who) {
+                return Ok(s);
+            }
+        }
+        Err(NoSpace)
+    }
+
+    /// FREE(g) → OPEN(g, me), then the fence that makes recycling visible to readers.
+    pub(crate) fn claim_free(&self, who: Who, seg: u32, c: u64) -> Option<OpenSeg> {
+        if ctl_state(c) != Some(SegState::Free) {
+            return None;
+        }
+        let gen = ctl_gen(c);
+        let off = self.geo.seg_ctl_off(seg);
+        // Acquire: pairs with the Release of the CAS that freed it (the evictor's unlinks
+        // happen-before our writes). Relaxed failure: someone else claimed it.
+        self.mem
+            .cas(
+                off,
+                c,
+                seg_ctl(gen, SegState::Open, who.reg),
+                Acquire,
+                Relaxed,
+            )
+            .ok()?;
+        // Relaxed: wptr is ours alone now; walkers read it only in SEALED/PARKED states.
+        self.mem.store(self.geo.seg_wptr_off(seg), 0, Relaxed);
+        // Release fence: pairs with the reader's fence(Acquire) before its generation
+        // re-check (item.rs): any reader that sees a byte we write from here on also sees
+        // the generation this segment was freed with.
+        fence(Release);
+        Some(OpenSeg { seg, gen, wptr: 0 })
+    }
+
+    /// Claims the first FREE segment, reserve included.
+    pub(crate) fn claim_any_free(&self, who: Who) -> Option<OpenSeg> {
+        for seg in 0..self.geo.nsegs {
+            // Relaxed: a survey; the claim is a CAS.
+            let c = self.mem.load(self.geo.seg_ctl_off(seg), Relaxed);
+            if let Some(s) = self.claim_free(who, seg, c) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// PARKED(g) → OPEN(g, me), continuing after its `wptr`, if `size` bytes still fit.
+    fn adopt(&self, who: Who, seg: u32, c: u64, size: u64) -> Option<OpenSeg> {
+        let gen = ctl_gen(c);
+        let off = self.geo.seg_ctl_off(seg);
+        // Acquire: pairs with the Release of park/reap, so the wptr we load is the last one.
+        self.mem
+            .cas(
+                off,
+                c,
+                seg_ctl(gen, SegState::Open, who.reg),
+                Acquire,
+                Relaxed,
+            )
+            .ok()?;
+        // Relaxed: ordered by the Acquire CAS above.
+        let wptr = self
+            .mem
+            .load(self.geo.seg_wptr_off(seg), Relaxed)
+            .min(self.geo.seg_size());
+        let s = OpenSeg { seg, gen, wptr };
+        if wptr + size > self.geo.seg_size() {
+            self.seal(who, s);
+            return None;
+        }
+        // Release fence: bytes past wptr may be a dead writer's unpublished garbage that no
+        // reader can reach; the fence keeps the same discipline as claim_free regardless.
+        fence(Release);
+        Some(s)
+    }
+
+    /// Segments owned by `reg` (for reaping and tests).
+    pub(crate) fn segments_owned_by(&self, reg: u32) -> impl Iterator<Item = (u32, u64)> + '_ {
+        (0..self.geo.nsegs).filter_map(move |seg| {
+            // Acquire: the reaper's next CAS is from this value.
+            let c = self.mem.load(self.geo.seg_ctl_off(seg), Acquire);
+            (ctl_owner(c) == reg
+                && matches!(ctl_state(c), Some(SegState::Open | SegState::Evicting)))
+            .then_some((seg, c))
+        })
+    }
+}

@@ -1,0 +1,312 @@
+//! Arena files: configuration, creation, validation before mapping, and discovery.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::layout::{
+    item_size, Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, H_PARAMS_CRC, KEY_LEN_LIMIT,
+    LAYOUT_VERSION, MAGIC, MAX_SEG_SHIFT, MIN_SEG_SHIFT, PARAMS_LEN,
+};
+use crate::Error;
+
+/// How to format a new arena. Built with [`Config::new`] and the builder methods.
+///
+/// ```
+/// let config = larder::Config::new(64 << 20).max_value_len(64 << 10);
+/// assert_eq!(config.capacity(), 64 << 20);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    capacity: u64,
+    max_key: u32,
+    max_value: u32,
+    segment_size: Option<u64>,
+    avg_item_size: u64,
+    max_processes: u32,
+    mode: u32,
+}
+
+impl Config {
+    /// An arena file of `capacity_bytes` bytes, with defaults: keys up to 250 bytes,
+    /// values up to 1 MiB, 256 processes, index sized for 128-byte items, mode 0660.
+    pub fn new(capacity_bytes: u64) -> Config {
+        Config {
+            capacity: capacity_bytes,
+            max_key: 250,
+            max_value: 1 << 20,
+            segment_size: None,
+            avg_item_size: 128,
+            max_processes: 256,
+            mode: 0o660,
+        }
+    }
+    /// Longest key accepted (1..=255).
+    pub fn max_key_len(mut self, n: u32) -> Config {
+        self.max_key = n;
+        self
+    }
+    /// Longest value accepted.
+    pub fn max_value_len(mut self, n: u32) -> Config {
+        self.max_value = n;
+        self
+    }
+    /// Segment size (a power of two from 64 KiB to 1 GiB, at least the largest item).
+    /// Default: the smallest power of two ≥ max(1 MiB, largest item).
+    pub fn segment_size(mut self, n: u64) -> Config {
+        self.segment_size = Some(n);
+        self
+    }
+    /// Expected average item size (16-byte header + key + value), which sizes the index.
+    pub fn avg_item_size(mut self, n: u64) -> Config {
+        self.avg_item_size = n;
+        self
+    }
+    /// How many processes may be attached at once.
+    pub fn max_processes(mut self, n: u32) -> Config {
+        self.max_processes = n;
+        self
+    }
+    /// Permission bits of the arena file (applied with fchmod, so the umask does not decide).
+    pub fn mode(mut self, mode: u32) -> Config {
+        self.mode = mode;
+        self
+    }
+    /// Size of the arena file.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn invalid(reason: String) -> Error {
+        Error::InvalidConfig { reason }
+    }
+
+    /// Checks the limits and plans the layout.
+    pub(crate) fn plan(&self) -> Result<Geometry, Error> {
+        if self.max_key == 0 || self.max_key > KEY_LEN_LIMIT {
+            return Err(Self::invalid(format!(
+                "max key length {} is not in 1..={KEY_LEN_LIMIT}",
+                self.max_key
+            )));
+        }
+        if self.max_processes == 0 || self.max_processes > 65536 {
+            return Err(Self::invalid(format!(
+                "max processes {} is not in 1..=65536",
+                self.max_processes
+            )));
+        }
+        let largest = item_size(u64::from(self.max_key), u64::from(self.max_value));
+        let seg = match self.segment_size {
+            Some(s) => s,
+            None => largest.max(1 << 20).next_power_of_two(),
+        };
+        if !seg.is_power_of_two()
+            || !(MIN_SEG_SHIFT..=MAX_SEG_SHIFT).contains(&seg.trailing_zeros())
+        {
+            return Err(Self::invalid(format!(
+                "segment size {seg} is not a power of two from 64 KiB to 1 GiB"
+            )));
+        }
+        if largest > seg {
+            return Err(Self::invalid(format!(
+                "the largest item ({largest} bytes for max key {} and max value {}) does not fit a {seg}-byte segment; lower max value or raise the segment size",
+                self.max_key, self.max_value
+            )));
+        }
+        Geometry::plan(self.capacity, seg.trailing_zeros(), self.max_processes, 1024, 1024, self.avg_item_size).ok_or_else(|| {
+            Self::invalid(format!(
+                "capacity {} bytes holds fewer than {} segments of {seg} bytes plus the index; raise capacity or lower max value / segment size",
+                self.capacity,
+                crate::layout::MIN_SEGS
+            ))
+        })
+    }
+}
+
+/// The arena path every program uses when none is given: `$LARDER_ARENA`, else
+/// `/run/larder/arena` if it exists (the system service), else
+/// `$XDG_RUNTIME_DIR/larder/arena`, else `/dev/shm/larder-$UID/arena`.
+pub fn default_arena_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("LARDER_ARENA").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let system = Path::new("/run/larder/arena");
+    if system.exists() {
+        return system.to_owned();
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        return Path::new(&d).join("larder").join("arena");
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    PathBuf::from(format!("/dev/shm/larder-{uid}/arena"))
+}
+
+/// Formats a new arena file at `path` (which must not exist): written under a temporary
+/// name, then linked into place, so nobody ever opens a half-formatted arena.
+pub(crate) fn create_file(path: &Path, config: &Config) -> Result<(), Error> {
+    let geo = config.plan()?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.new.{}",
+        path.file_name()
+            .map_or("arena".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let result = format_into(&tmp, &geo, config).and_then(|()| {
+        // link(2) fails with EEXIST instead of replacing: never clobber a live arena.
+        std::fs::hard_link(&tmp, path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                path: path.to_owned(),
+            },
+            _ => Error::io("creating", path, e),
+        })
+    });
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+fn format_into(tmp: &Path, geo: &Geometry, config: &Config) -> Result<(), Error> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(config.mode)
+        .open(tmp)
+        .map_err(|e| Error::io("creating", tmp, e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(config.mode))
+        .map_err(|e| Error::io("setting the mode of", tmp, e))?;
+    // SAFETY: posix_fallocate on a file descriptor we own; lengths are checked u64 → off_t.
+    let r = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, geo.arena_size as libc::off_t) };
+    if r != 0 {
+        return Err(Error::io(
+            "reserving space for",
+            tmp,
+            std::io::Error::from_raw_os_error(r),
+        ));
+    }
+    let p = Params {
+        magic: MAGIC,
+        layout_version: LAYOUT_VERSION,
+        header_size: HEADER_SIZE as u32,
+        arena_size: geo.arena_size,
+        hash_seed: random_seed(),
+        hash_algo: HASH_ALGO_XXH3,
+        seg_shift: geo.seg_shift,
+        nsegs: geo.nsegs,
+        nprocs: geo.nprocs,
+        nbuckets: geo.nbuckets,
+        ntags: geo.ntags,
+        nleases: geo.nleases,
+        max_key: config.max_key,
+        max_value: config.max_value,
+        epoch: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        procs_off: geo.procs_off,
+        tags_off: geo.tags_off,
+        leases_off: geo.leases_off,
+        segtab_off: geo.segtab_off,
+        index_off: geo.index_off,
+        segs_off: geo.segs_off,
+    };
+    let bytes = p.to_bytes();
+    f.write_all_at(&bytes, 0)
+        .map_err(|e| Error::io("writing the header of", tmp, e))?;
+    f.write_all_at(&crc32c::crc32c(&bytes).to_le_bytes(), H_PARAMS_CRC)
+        .map_err(|e| Error::io("writing the header of", tmp, e))?;
+    f.flush().map_err(|e| Error::io("writing", tmp, e))?;
+    Ok(())
+}
+
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into the buffer we own.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_le_bytes(b)
+    } else {
+        // No entropy source: the seed only spreads keys, it is not a secret.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id())
+    }
+}
+
+/// Opens `path` read-write and validates everything about it that can be checked before
+/// mapping: a regular file, long enough, our magic, version, checksum, size and geometry.
+pub(crate) fn open_validated(path: &Path) -> Result<(File, Params, Geometry), Error> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("opening arena", path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io("inspecting", path, e))?;
+    let bad = |reason: String| Error::NotAnArena {
+        path: path.to_owned(),
+        reason,
+    };
+    if !meta.file_type().is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    let len = meta.len();
+    if len < HEADER_SIZE {
+        return Err(bad(format!(
+            "{len} bytes is shorter than an arena header ({HEADER_SIZE} bytes)"
+        )));
+    }
+    let mut head = [0u8; PARAMS_LEN + 4];
+    f.read_exact_at(&mut head, 0)
+        .map_err(|e| Error::io("reading the header of", path, e))?;
+    let pb: &[u8; PARAMS_LEN] = head[..PARAMS_LEN].try_into().expect("PARAMS_LEN bytes");
+    let p = Params::from_bytes(pb);
+    if p.magic != MAGIC {
+        return Err(bad("wrong magic number".into()));
+    }
+    if p.layout_version != LAYOUT_VERSION {
+        return Err(Error::LayoutVersion {
+            path: path.to_owned(),
+            found: p.layout_version,
+            expected: LAYOUT_VERSION,
+        });
+    }
+    let damaged = |reason: String| Error::BadArena {
+        path: path.to_owned(),
+        reason,
+    };
+    let crc = u32::from_le_bytes(head[PARAMS_LEN..].try_into().expect("4 bytes"));
+    if crc != crc32c::crc32c(pb) {
+        return Err(damaged("header checksum mismatch".into()));
+    }
+    if p.arena_size != len {
+        return Err(damaged(format!(
+            "file is {len} bytes but its header says {}",
+            p.arena_size
+        )));
+    }
+    if p.hash_algo != HASH_ALGO_XXH3 || u64::from(p.header_size) != HEADER_SIZE {
+        return Err(damaged(format!(
+            "unknown hash algorithm {} or header size {}",
+            p.hash_algo, p.header_size
+        )));
+    }
+    if p.max_key == 0
+        || p.max_key > KEY_LEN_LIMIT
+        || item_size(u64::from(p.max_key), u64::from(p.max_value)) > 1 << p.seg_shift.min(63)
+    {
+        return Err(damaged(
+            "key/value limits do not fit the segment size".into(),
+        ));
+    }
+    let geo = p
+        .geometry()
+        .ok_or_else(|| damaged("region offsets do not match its counts".into()))?;
+    Ok((f, p, geo))
+}

@@ -1,0 +1,619 @@
+//! The public handle: [`Cache`].
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering as StdOrdering};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+use memmap2::MmapRaw;
+
+use crate::alloc::Lane;
+use crate::arena::{create_file, open_validated, Config};
+use crate::engine::{Clock, Engine, Liveness, Who};
+use crate::expiry::SweepReport;
+use crate::index::{Mode, Outcome};
+use crate::layout::{
+    Geometry, Params, H_CLEAN, H_DAEMON_PID, H_DAEMON_STARTED, H_GENERATION, H_RETIRED,
+};
+use crate::mem::{MapMem, Mem};
+use crate::procs::ofd;
+use crate::stats::Stats;
+use crate::sync::Ordering::*;
+use crate::Error;
+
+/// A token naming the exact version of an item read by [`Cache::gets`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CasToken(pub u64);
+
+/// What [`Cache::cas`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The item still was the one the token names; it is replaced.
+    Stored,
+    /// The item changed since the token was taken; nothing was written.
+    Exists,
+    /// There is no live item under the key; nothing was written.
+    NotFound,
+}
+
+/// A handle to an arena, attached to this process. Cheap to clone; `Send + Sync`.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("larder-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// # let path = dir.join("arena");
+/// # let _ = std::fs::remove_file(&path);
+/// use larder::{Cache, Config};
+/// use std::time::Duration;
+///
+/// let cache = Cache::create(&path, &Config::new(8 << 20).max_value_len(4096))?;
+/// cache.set(b"greeting", b"hello", Some(Duration::from_secs(60)))?;
+/// assert_eq!(cache.get(b"greeting")?.as_deref(), Some(&b"hello"[..]));
+///
+/// // Another process (or this one) attaches to the same file:
+/// let other = Cache::open(&path)?;
+/// assert!(other.delete(b"greeting")?);
+/// assert_eq!(cache.get(b"greeting")?, None);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), larder::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    eng: Engine<MapMem>,
+    params: Params,
+    path: PathBuf,
+    /// The description the mapping was made from; used for GETLK probes only (it never
+    /// holds a lock, so sharing it with a forked child is harmless).
+    file: Arc<File>,
+    /// Our registration: slot << 32 | reg.
+    who: AtomicU64,
+    /// FORK_EPOCH when we registered.
+    epoch: AtomicU64,
+    reg: Mutex<Registration>,
+    lanes: Box<[Mutex<Lane>]>,
+}
+
+struct Registration {
+    /// Holds the OFD lock on our slot's byte. `None` after a fork closed it.
+    fd: Option<OwnedFd>,
+    table_idx: Option<usize>,
+}
+
+struct OfdLiveness {
+    file: Arc<File>,
+    geo: Geometry,
+}
+
+impl Liveness for OfdLiveness {
+    fn slot_unlocked(&self, slot: u32) -> bool {
+        !ofd::is_locked(self.file.as_raw_fd(), self.geo.proc_off(slot))
+    }
+}
+
+// ---- fork: the child must not keep its parent's slot alive, nor use it (design.md §3) ----
+
+static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
+const FD_TABLE: usize = 64;
+static REG_FDS: [AtomicI32; FD_TABLE] = [const { AtomicI32::new(-1) }; FD_TABLE];
+static ATFORK: Once = Once::new();
+
+extern "C" fn atfork_child() {
+    for e in &REG_FDS {
+        // Relaxed: only this (single) thread runs in the child right after fork.
+        let fd = e.swap(-1, StdOrdering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: close is async-signal-safe; the fd is the child's copy of a
+            // registration descriptor, which no child code uses any more.
+            unsafe { libc::close(fd) };
+        }
+    }
+    FORK_EPOCH.fetch_add(1, StdOrdering::Relaxed);
+}
+
+fn remember_fd(fd: RawFd) -> Option<usize> {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler with the C runtime; the handler only uses
+        // async-signal-safe calls and atomics.
+        unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
+    });
+    // Relaxed: the table is read only by the atfork handler in a single-threaded child.
+    (0..FD_TABLE).find(|&i| {
+        REG_FDS[i]
+            .compare_exchange(-1, fd, StdOrdering::Relaxed, StdOrdering::Relaxed)
+            .is_ok()
+    })
+}
+
+fn forget_fd(idx: Option<usize>, fd: RawFd) {
+    if let Some(i) = idx {
+        // Relaxed: as in remember_fd.
+        let _ = REG_FDS[i].compare_exchange(fd, -1, StdOrdering::Relaxed, StdOrdering::Relaxed);
+    }
+}
+
+fn unix_now() -> u64 {
+    Clock::System.unix_now()
+}
+
+impl Cache {
+    /// Formats a new arena file at `path` and attaches to it. Fails with
+    /// [`Error::AlreadyExists`] if the path exists.
+    pub fn create(path: impl AsRef<Path>, config: &Config) -> Result<Cache, Error> {
+        create_file(path.as_ref(), config)?;
+        Cache::open(path)
+    }
+
+    /// Attaches to an existing arena, validating it first.
+    pub fn open(path: impl AsRef<Path>) -> Result<Cache, Error> {
+        let path = path.as_ref();
+        let (file, params, geo) = open_validated(path)?;
+        let map = MmapRaw::map_raw(&file).map_err(|e| Error::io("mapping", path, e))?;
+        if map.len() as u64 != geo.arena_size {
+            return Err(Error::BadArena {
+                path: path.to_owned(),
+                reason: "file changed size while opening".into(),
+            });
+        }
+        let file = Arc::new(file);
+        let live = Box::new(OfdLiveness {
+            file: file.clone(),
+            geo,
+        });
+        let eng = Engine::new(MapMem::new(map), &params, geo, live);
+        let nlanes = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 4);
+        let inner = Inner {
+            eng,
+            params,
+            path: path.to_owned(),
+            file,
+            who: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            reg: Mutex::new(Registration {
+                fd: None,
+                table_idx: None,
+            }),
+            lanes: (0..nlanes).map(|_| Mutex::new(Lane::default())).collect(),
+        };
+        {
+            let mut reg = inner.reg.lock().unwrap_or_else(|e| e.into_inner());
+            inner.register(&mut reg)?;
+        }
+        Ok(Cache {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The arena file this handle is attached to.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Longest key and value this arena accepts.
+    pub fn limits(&self) -> (u32, u32) {
+        (self.inner.params.max_key, self.inner.params.max_value)
+    }
+
+    /// Appends the value of `key` to `out` and returns `true` on a hit. Allocates nothing
+    /// when `out` has room: the hot path for repeated reads.
+    #[inline]
+    pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, Error> {
+        let who = self.inner.who()?;
+        Ok(self.inner.eng.get(who, key, out)?.is_some())
+    }
+
+    /// The value of `key`, if it is present and not expired.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let mut out = Vec::new();
+        Ok(self.get_into(key, &mut out)?.then_some(out))
+    }
+
+    /// The values of several keys, in order.
+    pub fn get_multi<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        keys.iter().map(|k| self.get(k.as_ref())).collect()
+    }
+
+    /// The value of `key` with a token for [`Cache::cas`].
+    pub fn gets(&self, key: &[u8]) -> Result<Option<(Vec<u8>, CasToken)>, Error> {
+        let who = self.inner.who()?;
+        let mut out = Vec::new();
+        Ok(self
+            .inner
+            .eng
+            .get(who, key, &mut out)?
+            .map(|(_, t)| (out, CasToken(t))))
+    }
+
+    /// Stores `value` under `key`, replacing any previous value. `ttl: None` never expires;
+    /// a TTL is rounded up to whole seconds.
+    pub fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        self.write(key, value, ttl, Mode::Set).map(|_| ())
+    }
+
+    /// Stores only if `key` has no live value. `true` if stored.
+    pub fn add(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<bool, Error> {
+        Ok(self.write(key, value, ttl, Mode::Add)? == Outcome::Stored)
+    }
+
+    /// Stores only if `key` has a live value. `true` if stored.
+    pub fn replace(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<bool, Error> {
+        Ok(self.write(key, value, ttl, Mode::Replace)? == Outcome::Stored)
+    }
+
+    /// Stores only if `key` still holds the exact item `token` was taken from.
+    pub fn cas(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        token: CasToken,
+        ttl: Option<Duration>,
+    ) -> Result<CasOutcome, Error> {
+        Ok(match self.write(key, value, ttl, Mode::Cas(token.0))? {
+            Outcome::Stored => CasOutcome::Stored,
+            Outcome::Exists => CasOutcome::Exists,
+            Outcome::NotStored => CasOutcome::NotFound,
+        })
+    }
+
+    fn write(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+        mode: Mode,
+    ) -> Result<Outcome, Error> {
+        let who = self.inner.who()?;
+        let mut lane = self.inner.lane();
+        self.inner.eng.write(who, &mut lane, key, value, ttl, mode)
+    }
+
+    /// Removes `key`. `true` if a live value was removed.
+    pub fn delete(&self, key: &[u8]) -> Result<bool, Error> {
+        let who = self.inner.who()?;
+        self.inner.eng.delete(who, key)
+    }
+
+    /// Gives a live item a new TTL. `true` if there was one.
+    pub fn touch(&self, key: &[u8], ttl: Option<Duration>) -> Result<bool, Error> {
+        let who = self.inner.who()?;
+        let mut lane = self.inner.lane();
+        self.inner.eng.touch(who, &mut lane, key, ttl)
+    }
+
+    /// Remaining lifetime: `None` if absent, `Some(None)` if it never expires.
+    pub fn ttl(&self, key: &[u8]) -> Result<Option<Option<Duration>>, Error> {
+        let who = self.inner.who()?;
+        self.inner.eng.ttl(who, key)
+    }
+
+    /// Adds `delta` to a decimal value (wrapping at 2⁶⁴, like memcached), atomically across
+    /// processes. `None` if the key is absent; [`Error::NotANumber`] if the value is not a
+    /// decimal u64.
+    pub fn incr(&self, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
+        let who = self.inner.who()?;
+        let mut lane = self.inner.lane();
+        self.inner.eng.incr(who, &mut lane, key, delta, false)
+    }
+
+    /// Subtracts `delta` from a decimal value, stopping at 0.
+    pub fn decr(&self, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
+        let who = self.inner.who()?;
+        let mut lane = self.inner.lane();
+        self.inner.eng.incr(who, &mut lane, key, delta, true)
+    }
+
+    /// Removes every item. Returns how many index entries were cleared.
+    pub fn flush(&self) -> Result<u64, Error> {
+        self.inner.who()?;
+        Ok(self.inner.eng.flush())
+    }
+
+    /// Streams the keys present (expired ones excluded), bucket by bucket, without loading
+    /// them all. Keys written or removed during the walk may or may not appear.
+    pub fn keys(&self) -> Keys<'_> {
+        Keys {
+            cache: self,
+            bucket: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Counters summed over every process that ever attached, and per attached process.
+    pub fn stats(&self) -> Stats {
+        self.inner.eng.stats()
+    }
+
+    /// One bounded step of the expiry sweeper (the daemon calls this periodically).
+    pub fn sweep_expired(&self, max_segments: u32) -> Result<SweepReport, Error> {
+        let who = self.inner.who()?;
+        Ok(self.inner.eng.sweep_expired(who, max_segments))
+    }
+
+    /// Reaps every process slot whose process is dead: parks its segments, frees the slot.
+    /// Returns the number of slots reaped. Safe to run from several processes at once.
+    pub fn reclaim_dead_clients(&self) -> Result<u32, Error> {
+        let who = self.inner.who()?;
+        let probe = self.inner.fresh_description()?;
+        let mut reaped = 0;
+        for slot in 0..self.inner.eng.geo.nprocs {
+            let reg = self.inner.eng.slot_reg(slot);
+            if reg == 0 {
+                continue;
+            }
+            let off = self.inner.eng.geo.proc_off(slot);
+            if ofd::try_lock(probe.as_raw_fd(), off)
+                .map_err(|e| Error::io("locking a process slot of", &self.inner.path, e))?
+            {
+                // We hold the slot's lock: nobody alive is registered there, and no other
+                // reaper can be at work on it.
+                if self.inner.eng.slot_reg(slot) == reg {
+                    self.inner.eng.reap(who, slot, reg);
+                    reaped += 1;
+                }
+                ofd::unlock(probe.as_raw_fd(), off);
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// `true` if the daemon replaced this arena file: re-open the path to get the new one.
+    pub fn is_retired(&self) -> bool {
+        // Relaxed: an advisory flag.
+        self.inner.eng.mem.load(H_RETIRED, Relaxed) != 0
+    }
+
+    /// Header words the daemon maintains.
+    pub fn info(&self) -> ArenaInfo {
+        let m = &self.inner.eng.mem;
+        let g = &self.inner.eng.geo;
+        // Relaxed: informational words.
+        ArenaInfo {
+            path: self.inner.path.clone(),
+            arena_size: g.arena_size,
+            layout_version: self.inner.params.layout_version,
+            segment_size: g.seg_size(),
+            segments: g.nsegs,
+            buckets: g.nbuckets,
+            max_processes: g.nprocs,
+            max_key: self.inner.params.max_key,
+            max_value: self.inner.params.max_value,
+            created: self.inner.params.epoch,
+            generation: m.load(H_GENERATION, Relaxed),
+            clean: m.load(H_CLEAN, Relaxed) != 0,
+            daemon_pid: m.load(H_DAEMON_PID, Relaxed) as u32,
+            daemon_started: m.load(H_DAEMON_STARTED, Relaxed),
+        }
+    }
+
+    /// Daemon-side: record an attaching daemon (generation + 1, dirty, pid).
+    #[doc(hidden)]
+    pub fn mark_daemon_attached(&self, pid: u32) {
+        let m = &self.inner.eng.mem;
+        // Relaxed: informational words, read by cachectl.
+        m.fetch_add(H_GENERATION, 1, Relaxed);
+        m.store(H_CLEAN, 0, Relaxed);
+        m.store(H_DAEMON_PID, u64::from(pid), Relaxed);
+        m.store(H_DAEMON_STARTED, unix_now(), Relaxed);
+    }
+
+    /// Daemon-side: record a clean detach.
+    #[doc(hidden)]
+    pub fn mark_daemon_detached(&self) {
+        let m = &self.inner.eng.mem;
+        // Relaxed: informational words.
+        m.store(H_DAEMON_PID, 0, Relaxed);
+        m.store(H_CLEAN, 1, Relaxed);
+    }
+
+    /// Replaces the wall clock used for TTLs by a manual one (tests of expiry).
+    #[doc(hidden)]
+    pub fn with_manual_clock(mut self, unix_secs: Arc<std::sync::atomic::AtomicU64>) -> Cache {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.eng.clock = Clock::Manual(unix_secs),
+            None => panic!("with_manual_clock must be called before the handle is cloned"),
+        }
+        self
+    }
+}
+
+/// What the header says about an arena.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArenaInfo {
+    pub path: PathBuf,
+    pub arena_size: u64,
+    pub layout_version: u32,
+    pub segment_size: u64,
+    pub segments: u32,
+    pub buckets: u64,
+    pub max_processes: u32,
+    pub max_key: u32,
+    pub max_value: u32,
+    /// Unix seconds at creation.
+    pub created: u64,
+    /// Number of daemon attaches so far.
+    pub generation: u64,
+    /// The last daemon detached cleanly.
+    pub clean: bool,
+    /// 0 when no daemon is attached.
+    pub daemon_pid: u32,
+    pub daemon_started: u64,
+}
+
+/// Streaming iterator over keys; see [`Cache::keys`].
+pub struct Keys<'a> {
+    cache: &'a Cache,
+    bucket: u64,
+    pending: Vec<Vec<u8>>,
+}
+
+impl Iterator for Keys<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let eng = &self.cache.inner.eng;
+        while self.pending.is_empty() {
+            if self.bucket >= eng.geo.nbuckets {
+                return None;
+            }
+            eng.keys_in_bucket(self.bucket, &mut self.pending);
+            self.bucket += 1;
+        }
+        self.pending.pop()
+    }
+}
+
+impl Inner {
+    #[inline]
+    fn who(&self) -> Result<Who, Error> {
+        // Relaxed: FORK_EPOCH changes only in a forked child, before any other thread exists.
+        if FORK_EPOCH.load(StdOrdering::Relaxed) != self.epoch.load(StdOrdering::Relaxed) {
+            return self.reregister();
+        }
+        // Relaxed: written before this handle was shared (or under `reg` after a fork).
+        let v = self.who.load(StdOrdering::Relaxed);
+        Ok(Who {
+            slot: (v >> 32) as u32,
+            reg: v as u32,
+        })
+    }
+
+    #[cold]
+    fn reregister(&self) -> Result<Who, Error> {
+        let mut reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
+        if FORK_EPOCH.load(StdOrdering::Relaxed) != self.epoch.load(StdOrdering::Relaxed) {
+            // The atfork handler already closed our copy of the parent's descriptor.
+            if let Some(fd) = reg.fd.take() {
+                let _ = fd.into_raw_fd();
+            }
+            for lane in self.lanes.iter() {
+                // The parent's segments stay the parent's.
+                if let Ok(mut l) = lane.try_lock() {
+                    l.seg = None;
+                }
+            }
+            self.register(&mut reg)?;
+        }
+        let v = self.who.load(StdOrdering::Relaxed);
+        Ok(Who {
+            slot: (v >> 32) as u32,
+            reg: v as u32,
+        })
+    }
+
+    /// A new open file description of our arena (so its locks are ours alone).
+    fn fresh_description(&self) -> Result<File, Error> {
+        let p = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .map_err(|e| Error::io("reopening", &self.path, e))
+    }
+
+    fn register(&self, reg: &mut Registration) -> Result<(), Error> {
+        let fd: OwnedFd = self.fresh_description()?.into();
+        let eng = &self.eng;
+        for slot in 0..eng.geo.nprocs {
+            let off = eng.geo.proc_off(slot);
+            if !ofd::try_lock(fd.as_raw_fd(), off)
+                .map_err(|e| Error::io("locking a process slot of", &self.path, e))?
+            {
+                continue;
+            }
+            let old = eng.slot_reg(slot);
+            if old != 0 {
+                // Holding its lock proves the previous holder dead; reap before reuse.
+                eng.reap(Who { slot, reg: old }, slot, old);
+            }
+            if let Some(who) = eng.claim_slot(slot, std::process::id(), unix_now()) {
+                reg.table_idx = remember_fd(fd.as_raw_fd());
+                reg.fd = Some(fd);
+                // Relaxed: published to other threads by the Arc/Mutex that share `self`.
+                self.who.store(
+                    (u64::from(who.slot) << 32) | u64::from(who.reg),
+                    StdOrdering::Relaxed,
+                );
+                self.epoch
+                    .store(FORK_EPOCH.load(StdOrdering::Relaxed), StdOrdering::Relaxed);
+                return Ok(());
+            }
+            ofd::unlock(fd.as_raw_fd(), off);
+        }
+        Err(Error::TooManyProcesses {
+            max: eng.geo.nprocs,
+        })
+    }
+
+    /// A lane for this thread: the first free one from a per-thread start, else wait.
+    fn lane(&self) -> MutexGuard<'_, Lane> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            // Relaxed: only spreads threads over lanes.
+            static START: usize = NEXT.fetch_add(1, StdOrdering::Relaxed);
+        }
+        let n = self.lanes.len();
+        let start = START.with(|s| *s) % n;
+        for i in 0..n {
+            if let Ok(g) = self.lanes[(start + i) % n].try_lock() {
+                return g;
+            }
+        }
+        self.lanes[start].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let reg = self.reg.get_mut().unwrap_or_else(|e| e.into_inner());
+        if FORK_EPOCH.load(StdOrdering::Relaxed) != self.epoch.load(StdOrdering::Relaxed) {
+            // A forked child that never used the handle: nothing in the arena is ours.
+            if let Some(fd) = reg.fd.take() {
+                let _ = fd.into_raw_fd();
+            }
+            return;
+        }
+        let v = self.who.load(StdOrdering::Relaxed);
+        let who = Who {
+            slot: (v >> 32) as u32,
+            reg: v as u32,
+        };
+        for lane in self.lanes.iter_mut() {
+            let lane = lane.get_mut().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = lane.seg.take() {
+                self.eng.park(who, s);
+            }
+        }
+        self.eng.release_slot(who);
+        if let Some(fd) = reg.fd.take() {
+            forget_fd(reg.table_idx, fd.as_raw_fd());
+            // Dropping the descriptor releases the slot's lock.
+        }
+    }
+}
+
+impl<M: Mem> Engine<M> {
+    /// Appends the live keys of one bucket's slots to `out`.
+    pub(crate) fn keys_in_bucket(&self, bucket: u64, out: &mut Vec<Vec<u8>>) {
+        use crate::layout::{B_SLOTS, SLOTS_PER_BUCKET};
+        for i in 0..SLOTS_PER_BUCKET as u64 {
+            let slot = self.geo.bucket_off(bucket) + B_SLOTS + i * 8;
+            // Acquire: pairs with the publishing CAS; we read the item next.
+            let w = self.mem.load(slot, Acquire);
+            if w == 0 {
+                continue;
+            }
+            if let Some((key, expires_at)) = self.read_key(w) {
+                if !self.is_expired(expires_at) {
+                    out.push(key);
+                }
+            }
+        }
+    }
+}

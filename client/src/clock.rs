@@ -1,0 +1,201 @@
+//! CLOCK eviction as FIFO-with-reinsertion over the segment log (docs/design.md §4.4),
+//! and the segment walk it shares with the expiry sweeper.
+
+use crate::alloc::OpenSeg;
+use crate::engine::{Engine, Who};
+use crate::layout::{
+    ctl_gen, ctl_owner, ctl_state, hash_tag, seg_ctl, slot_gen, slot_loc, slot_word, Counter,
+    SegState, H_CLOCK_HAND, REF_BIT, SEG_GEN_MASK, SLOT_GEN_MASK,
+};
+use crate::mem::Mem;
+use crate::sync::Ordering::*;
+
+/// What a walk does with the referenced items of a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Walk {
+    /// Drop expired and unreferenced items; copy referenced ones into the destination.
+    Evict,
+    /// Drop expired items only.
+    Sweep,
+    /// Drop expired items only, in a segment another process may still append to (so
+    /// damaged-looking bytes are not counted as corruption: they may be a recycling race).
+    SweepShared,
+}
+
+impl<M: Mem> Engine<M> {
+    /// Evicts the segment under the clock hand. Returns the segment the caller should
+    /// append to next: the copy-forward destination, or the freed victim itself.
+    pub(crate) fn evict_one(&self, who: Who) -> Option<OpenSeg> {
+        let n = self.geo.nsegs;
+        let mut victim = None;
+        for _ in 0..2 * n {
+            // Relaxed: the hand only spreads evictors over segments; the claim is a CAS.
+            let seg = (self.mem.fetch_add(H_CLOCK_HAND, 1, Relaxed) % u64::from(n)) as u32;
+            if let Some(prev) = self.take_for_walk(who, seg) {
+                victim = Some((seg, prev));
+                break;
+            }
+        }
+        let (seg, prev) = victim?;
+        let mut dest = self.claim_any_free(who);
+        let gen = ctl_gen(prev);
+        self.walk_segment(who, seg, gen, Walk::Evict, dest.as_mut());
+        self.free_segment(who, seg, gen);
+        dest.or_else(|| {
+            // Relaxed: the claim is a CAS from the value seen.
+            let c = self.mem.load(self.geo.seg_ctl_off(seg), Relaxed);
+            self.claim_free(who, seg, c)
+        })
+    }
+
+    /// SEALED/PARKED(g) → EVICTING(g, me). Returns the previous control word.
+    pub(crate) fn take_for_walk(&self, who: Who, seg: u32) -> Option<u64> {
+        let off = self.geo.seg_ctl_off(seg);
+        // Acquire: pairs with the Release of seal/park, making the items below wptr visible.
+        let c = self.mem.load(off, Acquire);
+        if !matches!(ctl_state(c), Some(SegState::Sealed | SegState::Parked)) {
+            return None;
+        }
+        // Acquire: as above. Relaxed failure: another evictor or a claimer won.
+        self.mem
+            .cas(
+                off,
+                c,
+                seg_ctl(ctl_gen(c), SegState::Evicting, who.reg),
+                Acquire,
+                Relaxed,
+            )
+            .ok()?;
+        Some(c)
+    }
+
+    /// EVICTING(g, me) → FREE(g+1), after every item has been unlinked.
+    pub(crate) fn free_segment(&self, who: Who, seg: u32, gen: u64) {
+        let off = self.geo.seg_ctl_off(seg);
+        let next = (gen + 1) & SEG_GEN_MASK;
+        // Release: our unlink CASes happen-before whoever claims the segment (Acquire).
+        let _ = self.mem.cas(
+            off,
+            seg_ctl(gen, SegState::Evicting, who.reg),
+            seg_ctl(next, SegState::Free, 0),
+            Release,
+            Relaxed,
+        );
+    }
+
+    /// EVICTING(g, me) → the state it had before the walk, same generation.
+    pub(crate) fn return_segment(&self, who: Who, seg: u32, prev: u64) {
+        let off = self.geo.seg_ctl_off(seg);
+        let back = seg_ctl(
+            ctl_gen(prev),
+            ctl_state(prev).unwrap_or(SegState::Sealed),
+            ctl_owner(prev),
+        );
+        // Release: pairs with the next walker's Acquire.
+        let _ = self.mem.cas(
+            off,
+            seg_ctl(ctl_gen(prev), SegState::Evicting, who.reg),
+            back,
+            Release,
+            Relaxed,
+        );
+    }
+
+    /// Visits every item of a segment we hold EVICTING, unlinking (or copying forward into
+    /// `dest`) what `mode` says. Returns the number of items still referenced afterwards.
+    pub(crate) fn walk_segment(
+        &self,
+        who: Who,
+        seg: u32,
+        gen: u64,
+        mode: Walk,
+        mut dest: Option<&mut OpenSeg>,
+    ) -> u64 {
+        let base = self.geo.seg_base(seg);
+        // Acquire: pairs with lane_commit's Release; items below wptr are complete.
+        let wptr = self
+            .mem
+            .load(self.geo.seg_wptr_off(seg), Acquire)
+            .min(self.geo.seg_size());
+        let end = base + wptr;
+        let now = self.now_rel();
+        let mut live = 0;
+        let mut key = Vec::with_capacity(self.max_key as usize);
+        let mut pos = base;
+        while pos + 16 <= end {
+            let Some(h) = self.decode_hdr(pos, end) else {
+                // Damaged bytes: stop here. Slots into the rest heal as stale once the
+                // segment is recycled (design.md §4.6, §7).
+                if mode != Walk::SweepShared {
+                    self.count(who, Counter::Corrupt);
+                }
+                break;
+            };
+            let item = pos;
+            pos += h.size;
+            if h.gen != gen {
+                continue;
+            }
+            key.clear();
+            self.copy_out(h.key_off, h.key_len as usize, &mut key);
+            let hash = self.hash(&key);
+            let loc = item / 8;
+            let Some((slot, mut w)) = self.slot_of_item(hash, loc, gen & SLOT_GEN_MASK) else {
+                continue;
+            };
+            let expired = h.expires_at != 0 && now >= h.expires_at;
+            let mut copied: Option<u64> = None;
+            loop {
+                let keep = !expired && (mode != Walk::Evict || w & REF_BIT != 0);
+                let new_w = if !keep {
+                    0
+                } else if mode != Walk::Evict {
+                    live += 1;
+                    break;
+                } else if let Some(to) =
+                    copied.or_else(|| self.copy_forward(dest.as_deref_mut(), item, h.size))
+                {
+                    copied = Some(to);
+                    let d = dest.as_deref().expect("copied implies a destination");
+                    slot_word(hash_tag(hash), d.gen, to / 8)
+                } else {
+                    0
+                };
+                // AcqRel: Release publishes a copy's bytes; Acquire on the unlink orders it
+                // before the segment is freed. Relaxed failure: re-examine the word.
+                match self.mem.cas(slot, w, new_w, AcqRel, Relaxed) {
+                    Ok(_) => {
+                        if new_w != 0 {
+                            live += 1;
+                        } else if expired {
+                            self.count(who, Counter::Expired);
+                        } else {
+                            self.count(who, Counter::Evictions);
+                        }
+                        break;
+                    }
+                    // Only the reference bit changed: decide again on the new word.
+                    Err(cur) if slot_loc(cur) == loc && slot_gen(cur) == slot_gen(w) => w = cur,
+                    // Updated, deleted or moved by someone else: not ours any more.
+                    Err(_) => break,
+                }
+            }
+        }
+        live
+    }
+
+    /// Appends a copy of the item at `from` to `dest`, if there is a destination with room.
+    fn copy_forward(&self, dest: Option<&mut OpenSeg>, from: u64, size: u64) -> Option<u64> {
+        let d = dest?;
+        if d.wptr + size > self.geo.seg_size() {
+            return None;
+        }
+        let to = self.geo.seg_base(d.seg) + d.wptr;
+        self.copy_item(from, to, size, d.gen);
+        d.wptr += size;
+        // Release: as lane_commit — walkers see the copy complete below wptr.
+        self.mem
+            .store(self.geo.seg_wptr_off(d.seg), d.wptr, Release);
+        Some(to)
+    }
+}

@@ -1,0 +1,107 @@
+//! The engine: the arena protocol, generic over where the words live.
+//!
+//! `Engine<M>` holds no process-private state besides immutable geometry; everything an
+//! operation changes is in the arena. The operations are split by concept over `item.rs`
+//! (item bytes and the read protocol), `index.rs` (lookup, publish, insert lock),
+//! `alloc.rs` (segments and lanes), `clock.rs` (eviction), `expiry.rs` (TTL, sweep) and
+//! `procs.rs` (registration and reaping). See docs/design.md.
+
+use std::sync::Arc;
+
+use crate::layout::{Counter, Geometry, Params, PS_COUNTERS};
+use crate::mem::Mem;
+use crate::sync::Ordering::Relaxed;
+
+/// Who is acting: the caller's process slot and registration id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Who {
+    pub slot: u32,
+    pub reg: u32,
+}
+
+/// The kernel's view of liveness: is anyone holding process slot `slot`'s lock?
+pub(crate) trait Liveness: Send + Sync {
+    /// `true` only if certainly nobody holds it (a failed check must answer `false`).
+    fn slot_unlocked(&self, slot: u32) -> bool;
+}
+
+/// Wall-clock source for TTLs; tests substitute a manual one.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Clock {
+    #[default]
+    System,
+    Manual(Arc<std::sync::atomic::AtomicU64>),
+}
+
+impl Clock {
+    /// Unix time in seconds.
+    pub(crate) fn unix_now(&self) -> u64 {
+        match self {
+            Clock::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            // Relaxed: a test's clock setting needs no ordering with arena words.
+            Clock::Manual(t) => t.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+pub(crate) struct Engine<M: Mem> {
+    pub(crate) mem: M,
+    pub(crate) geo: Geometry,
+    pub(crate) seed: u64,
+    pub(crate) max_key: u32,
+    pub(crate) max_value: u32,
+    pub(crate) epoch: u64,
+    /// FREE segments that ordinary writers leave for copy-forward (design.md §4.4).
+    pub(crate) reserve: u32,
+    pub(crate) live: Box<dyn Liveness>,
+    pub(crate) clock: Clock,
+}
+
+impl<M: Mem> Engine<M> {
+    pub(crate) fn new(mem: M, p: &Params, geo: Geometry, live: Box<dyn Liveness>) -> Self {
+        Engine {
+            mem,
+            geo,
+            seed: p.hash_seed,
+            max_key: p.max_key,
+            max_value: p.max_value,
+            epoch: p.epoch,
+            reserve: (geo.nsegs / 32).max(2),
+            live,
+            clock: Clock::System,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed)
+    }
+
+    /// Seconds since the arena's epoch (what `expires_at` is measured in).
+    #[inline]
+    pub(crate) fn now_rel(&self) -> u32 {
+        let d = self.clock.unix_now().saturating_sub(self.epoch);
+        u32::try_from(d).unwrap_or(u32::MAX)
+    }
+
+    /// `true` if an item with this `expires_at` is expired now. Reads the clock only for
+    /// items that have an expiry.
+    #[inline]
+    pub(crate) fn is_expired(&self, expires_at: u32) -> bool {
+        expires_at != 0 && self.now_rel() >= expires_at
+    }
+
+    #[inline]
+    pub(crate) fn count(&self, who: Who, c: Counter) {
+        self.count_n(who, c, 1)
+    }
+
+    #[inline]
+    pub(crate) fn count_n(&self, who: Who, c: Counter, n: u64) {
+        let off = self.geo.proc_off(who.slot) + PS_COUNTERS + c as u64 * 8;
+        // Relaxed: statistics; no other word's visibility depends on a counter.
+        self.mem.fetch_add(off, n, Relaxed);
+    }
+}

@@ -1,0 +1,68 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can go wrong, each variant saying what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Keys must have at least one byte.
+    #[error("empty key: keys must be 1 to {max} bytes")]
+    EmptyKey { max: u32 },
+    /// The key is longer than the arena's limit.
+    #[error("key of {len} bytes exceeds this arena's limit of {max} bytes")]
+    KeyTooLarge { len: usize, max: u32 },
+    /// The value is longer than the arena's limit.
+    #[error("value of {len} bytes exceeds this arena's limit of {max} bytes")]
+    ValueTooLarge { len: usize, max: u32 },
+    /// A TTL that cannot be stored.
+    #[error("invalid TTL {ttl:?}: {reason}")]
+    InvalidTtl { ttl: Duration, reason: &'static str },
+    /// The configuration given to [`crate::Cache::create`] is unusable.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig { reason: String },
+    /// The file exists but is not a larder arena.
+    #[error("{path} is not a larder arena: {reason}")]
+    NotAnArena { path: PathBuf, reason: String },
+    /// The arena was made by a build with another layout version.
+    #[error("{path} has arena layout version {found}; this build reads version {expected} (restart larderd to recreate it)")]
+    LayoutVersion {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    /// The arena is damaged: its header does not describe a consistent arena.
+    #[error("{path} is a damaged arena: {reason}")]
+    BadArena { path: PathBuf, reason: String },
+    /// There is already a file at the path given to [`crate::Cache::create`].
+    #[error("{path} already exists")]
+    AlreadyExists { path: PathBuf },
+    /// Every segment is held by writers or being evicted; nothing was stored. Retry, or
+    /// give the arena more segments (larger capacity or smaller segment size).
+    #[error("arena full: no segment can be claimed or evicted right now; nothing was stored")]
+    ArenaFull,
+    /// All process slots are held by live processes.
+    #[error("all {max} process slots of the arena are in use by live processes")]
+    TooManyProcesses { max: u32 },
+    /// `incr`/`decr` on a value that is not a decimal u64.
+    #[error("value is not a decimal unsigned 64-bit number")]
+    NotANumber,
+    /// An I/O error, with what was being done.
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Io {
+            what,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}

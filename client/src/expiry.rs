@@ -1,0 +1,79 @@
+//! Time-to-live: expiry times and the bounded sweeper (docs/design.md §4.7).
+
+use std::time::Duration;
+
+use crate::engine::{Engine, Who};
+use crate::layout::{ctl_gen, ctl_state, SegState, H_SWEEP_HAND};
+use crate::mem::Mem;
+use crate::sync::Ordering::{Acquire, Relaxed};
+use crate::Error;
+
+/// What one sweep step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Segments examined.
+    pub segments: u32,
+    /// Segments that held no referenced item afterwards and were freed.
+    pub freed: u32,
+}
+
+impl<M: Mem> Engine<M> {
+    /// The `expires_at` to store for a TTL given now (design.md §2.5): 0 for none.
+    pub(crate) fn expires_at(&self, ttl: Option<Duration>) -> Result<u32, Error> {
+        let Some(ttl) = ttl else { return Ok(0) };
+        if ttl.is_zero() {
+            return Err(Error::InvalidTtl {
+                ttl,
+                reason: "a TTL must be positive; pass None for no expiry",
+            });
+        }
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let at = u64::from(self.now_rel()) + secs;
+        u32::try_from(at).map_err(|_| Error::InvalidTtl {
+            ttl,
+            reason: "expiry lies beyond the arena's time range (~136 years)",
+        })
+    }
+
+    /// The remaining lifetime of an item with this `expires_at` (None: no expiry).
+    pub(crate) fn remaining(&self, expires_at: u32) -> Option<Duration> {
+        (expires_at != 0)
+            .then(|| Duration::from_secs(u64::from(expires_at.saturating_sub(self.now_rel()))))
+    }
+
+    /// Visits up to `max_segments` segments from the sweep hand, unlinks expired items and
+    /// frees segments left with no referenced item. Bounded; never waits for a client.
+    pub(crate) fn sweep_expired(&self, who: Who, max_segments: u32) -> SweepReport {
+        let mut r = SweepReport::default();
+        let n = u64::from(self.geo.nsegs);
+        for _ in 0..max_segments.min(self.geo.nsegs) {
+            // Relaxed: the hand only spreads work; each segment is taken by CAS.
+            let seg = (self.mem.fetch_add(H_SWEEP_HAND, 1, Relaxed) % n) as u32;
+            let Some(prev) = self.take_for_walk(who, seg) else {
+                self.sweep_open(who, seg);
+                continue;
+            };
+            r.segments += 1;
+            let gen = ctl_gen(prev);
+            let live = self.walk_segment(who, seg, gen, crate::clock::Walk::Sweep, None);
+            if live == 0 {
+                self.free_segment(who, seg, gen);
+                r.freed += 1;
+            } else {
+                self.return_segment(who, seg, prev);
+            }
+        }
+        r
+    }
+
+    /// Unlinks expired items of a segment a writer holds OPEN, without taking it: items
+    /// below its `wptr` are complete and immutable. If the segment is recycled meanwhile, no
+    /// slot matches the old generation any more, so nothing live can be unlinked.
+    fn sweep_open(&self, who: Who, seg: u32) {
+        // Acquire: pairs with the claim, as a walker's load of the state.
+        let c = self.mem.load(self.geo.seg_ctl_off(seg), Acquire);
+        if ctl_state(c) == Some(SegState::Open) {
+            self.walk_segment(who, seg, ctl_gen(c), crate::clock::Walk::SweepShared, None);
+        }
+    }
+}

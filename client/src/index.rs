@@ -1,0 +1,282 @@
+//! The hash index: neighbourhood lookup, publish by CAS, and the bucket insert lock
+//! (docs/design.md §2.4, §4.2, §5.4).
+
+use crate::engine::{Engine, Who};
+use crate::item::{ItemInfo, Read};
+use crate::layout::{
+    hash_tag, slot_loc, slot_tag, Counter, BUCKET_SIZE, B_LOCK, B_SLOTS, LOC_BITS, REF_BIT,
+    SLOTS_PER_BUCKET,
+};
+use crate::mem::Mem;
+use crate::sync::{backoff, Ordering::*};
+
+/// How many times a lookup restarts after meeting a segment recycled under it before a
+/// reader reports a miss.
+pub(crate) const READ_RETRIES: u32 = 8;
+
+/// A slot holding the key looked for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Found {
+    /// Arena offset of the slot word.
+    pub slot: u64,
+    /// The slot word as loaded.
+    pub w: u64,
+    pub info: ItemInfo,
+}
+
+impl Found {
+    /// The cas token of the exact item found (design.md §4.3).
+    pub(crate) fn token(&self) -> u64 {
+        (self.info.gen << LOC_BITS) | slot_loc(self.w)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    Found(Found),
+    NotFound,
+    /// A segment was recycled under the lookup; it should be restarted.
+    Torn,
+}
+
+/// How a write treats an existing item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Set,
+    Add,
+    Replace,
+    Cas(u64),
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Stored,
+    /// `add` found a live item, or `replace` / `cas` found none.
+    NotStored,
+    /// `cas` found the key with another token.
+    Exists,
+}
+
+impl<M: Mem> Engine<M> {
+    /// Offsets of the two buckets of a hash's neighbourhood.
+    #[inline]
+    pub(crate) fn neighbourhood(&self, hash: u64) -> [u64; 2] {
+        let b = self.geo.home_bucket(hash);
+        let next = if b + 1 == self.geo.nbuckets { 0 } else { b + 1 };
+        [self.geo.bucket_off(b), self.geo.bucket_off(next)]
+    }
+
+    /// Finds `key`'s slot (design.md §4.1). On a match the value is appended to `out` if
+    /// given. Garbage slots met on the way are cleared.
+    pub(crate) fn lookup(
+        &self,
+        who: Who,
+        key: &[u8],
+        hash: u64,
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Lookup {
+        let tag = hash_tag(hash);
+        for bucket in self.neighbourhood(hash) {
+            for i in 0..SLOTS_PER_BUCKET as u64 {
+                let slot = bucket + B_SLOTS + i * 8;
+                // Acquire: pairs with the Release of the CAS that published this word, so
+                // the item bytes written before it are visible to read_item.
+                let w = self.mem.load(slot, Acquire);
+                if w == 0 || slot_tag(w) != tag {
+                    continue;
+                }
+                match self.read_item(w, key, out.as_deref_mut()) {
+                    Read::Match(info) => return Lookup::Found(Found { slot, w, info }),
+                    Read::Other => {}
+                    Read::Torn => return Lookup::Torn,
+                    Read::StaleSlot => self.clear_garbage(who, slot, w, false),
+                    Read::Corrupt => self.clear_garbage(who, slot, w, true),
+                }
+            }
+        }
+        Lookup::NotFound
+    }
+
+    /// Empties a slot that points at nothing valid (design.md §4.6).
+    fn clear_garbage(&self, who: Who, slot: u64, w: u64, corrupt: bool) {
+        // Relaxed: the slot becomes empty; nothing is published with it.
+        if self.mem.cas(slot, w, 0, Relaxed, Relaxed).is_ok() && corrupt {
+            self.count(who, Counter::Corrupt);
+        }
+    }
+
+    /// Sets the CLOCK reference bit of a hit (design.md §4.1 step 7). A CAS, never a
+    /// fetch_or: the slot may have been emptied since we loaded it.
+    #[inline]
+    pub(crate) fn touch_ref(&self, f: &Found) {
+        if f.w & REF_BIT == 0 {
+            // Relaxed: the bit carries no data; losing the race only loses the hint.
+            let _ = self.mem.cas(f.slot, f.w, f.w | REF_BIT, Relaxed, Relaxed);
+        }
+    }
+
+    /// Lookup for writers: restarts on torn reads until it has an answer.
+    pub(crate) fn lookup_for_write(
+        &self,
+        who: Who,
+        key: &[u8],
+        hash: u64,
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Option<Found> {
+        let mut round = 0;
+        loop {
+            match self.lookup(who, key, hash, out.as_deref_mut()) {
+                Lookup::Found(f) => return Some(f),
+                Lookup::NotFound => return None,
+                Lookup::Torn => {
+                    self.count(who, Counter::TornRetries);
+                    backoff(round);
+                    round += 1;
+                }
+            }
+        }
+    }
+
+    /// Makes `new_w` (an item already written and counted in its segment's `wptr`) the
+    /// key's slot word, according to `mode` (design.md §4.2 step 3).
+    pub(crate) fn publish(
+        &self,
+        who: Who,
+        key: &[u8],
+        hash: u64,
+        new_w: u64,
+        mode: Mode,
+    ) -> Outcome {
+        loop {
+            if let Some(f) = self.lookup_for_write(who, key, hash, None) {
+                let live = !self.is_expired(f.info.expires_at);
+                match mode {
+                    Mode::Add if live => return Outcome::NotStored,
+                    Mode::Replace | Mode::Cas(_) if !live => return Outcome::NotStored,
+                    Mode::Cas(t) if t != f.token() => return Outcome::Exists,
+                    _ => {}
+                }
+                // Release: publishes the item bytes to readers that load this slot with
+                // Acquire. Relaxed on failure: we only re-read.
+                if self.mem.cas(f.slot, f.w, new_w, Release, Relaxed).is_ok() {
+                    return Outcome::Stored;
+                }
+                continue;
+            }
+            if matches!(mode, Mode::Replace | Mode::Cas(_)) {
+                return Outcome::NotStored;
+            }
+            let [home, _] = self.neighbourhood(hash);
+            self.lock_bucket(who, home);
+            let r = self.insert_locked(who, key, hash, new_w);
+            self.unlock_bucket(home);
+            if let Some(o) = r {
+                return o;
+            }
+        }
+    }
+
+    /// Insert of a key not found, under its home bucket's insert lock. `None`: someone
+    /// inserted the key meanwhile, or a race moved every candidate slot; restart.
+    fn insert_locked(&self, who: Who, key: &[u8], hash: u64, new_w: u64) -> Option<Outcome> {
+        if self.lookup_for_write(who, key, hash, None).is_some() {
+            return None;
+        }
+        let slots = self
+            .neighbourhood(hash)
+            .map(|b| (0..SLOTS_PER_BUCKET as u64).map(move |i| b + B_SLOTS + i * 8));
+        for slot in slots.clone().into_iter().flatten() {
+            // Release on success: publishes the item (see publish). Relaxed loads/fails:
+            // this is only a search for an empty word.
+            if self.mem.load(slot, Relaxed) == 0
+                && self.mem.cas(slot, 0, new_w, Release, Relaxed).is_ok()
+            {
+                return Some(Outcome::Stored);
+            }
+        }
+        // Neighbourhood full: replace a CLOCK victim (first without a reference bit, clearing
+        // bits as we pass, as the hand would).
+        for _ in 0..2 {
+            for slot in slots.clone().into_iter().flatten() {
+                let w = self.mem.load(slot, Relaxed);
+                if w == 0 {
+                    // Release: publishes the item.
+                    if self.mem.cas(slot, 0, new_w, Release, Relaxed).is_ok() {
+                        return Some(Outcome::Stored);
+                    }
+                } else if w & REF_BIT != 0 {
+                    // Relaxed: clearing a hint bit.
+                    let _ = self.mem.cas(slot, w, w & !REF_BIT, Relaxed, Relaxed);
+                } else if self.mem.cas(slot, w, new_w, Release, Relaxed).is_ok() {
+                    // Release: publishes the item; the victim's item becomes dead space.
+                    self.count(who, Counter::IndexEvictions);
+                    return Some(Outcome::Stored);
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes a bucket's insert lock, stealing it from a dead holder (design.md §5.4).
+    pub(crate) fn lock_bucket(&self, who: Who, bucket: u64) {
+        let off = bucket + B_LOCK;
+        let me = (u64::from(who.slot) << 32) | u64::from(who.reg);
+        let mut round = 0u32;
+        loop {
+            // Acquire: pairs with the Release store in unlock_bucket, so the slot CAS of the
+            // previous holder is visible to our rescan.
+            let holder = match self.mem.cas(off, 0, me, Acquire, Relaxed) {
+                Ok(_) => return,
+                Err(h) => h,
+            };
+            round += 1;
+            if round.is_multiple_of(256) {
+                let (slot, reg) = ((holder >> 32) as u32, holder as u32);
+                if reg != who.reg && self.is_dead(slot, reg) {
+                    // Acquire: as above. The dead holder's only possible effect was one slot
+                    // CAS; the liveness check went through the kernel, which orders it.
+                    if self.mem.cas(off, holder, me, Acquire, Relaxed).is_ok() {
+                        return;
+                    }
+                }
+            }
+            backoff(round);
+        }
+    }
+
+    pub(crate) fn unlock_bucket(&self, bucket: u64) {
+        // Release: pairs with the Acquire of the next lock_bucket.
+        self.mem.store(bucket + B_LOCK, 0, Release);
+    }
+
+    /// Finds the slot that points at the item at `loc` in segment generation `gen14`, for
+    /// walkers that start from an item rather than a key.
+    pub(crate) fn slot_of_item(&self, hash: u64, loc: u64, gen14: u64) -> Option<(u64, u64)> {
+        for bucket in self.neighbourhood(hash) {
+            for i in 0..SLOTS_PER_BUCKET as u64 {
+                let slot = bucket + B_SLOTS + i * 8;
+                // Relaxed: the walker owns the item's segment; it compares addresses only.
+                let w = self.mem.load(slot, Relaxed);
+                if w != 0 && slot_loc(w) == loc && crate::layout::slot_gen(w) == gen14 {
+                    return Some((slot, w));
+                }
+            }
+        }
+        None
+    }
+
+    /// Calls `f` with every non-empty slot's offset and word (for flush, keys, stats).
+    pub(crate) fn for_each_slot(&self, mut f: impl FnMut(u64, u64)) {
+        for b in 0..self.geo.nbuckets {
+            let base = self.geo.index_off + b * BUCKET_SIZE + B_SLOTS;
+            for i in 0..SLOTS_PER_BUCKET as u64 {
+                // Acquire: callers may read the item the word points at.
+                let w = self.mem.load(base + i * 8, Acquire);
+                if w != 0 {
+                    f(base + i * 8, w);
+                }
+            }
+        }
+    }
+}

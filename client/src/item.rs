@@ -1,0 +1,309 @@
+//! Items: how their bytes are written into a segment and read back optimistically.
+//!
+//! Every byte of an item is stored and loaded through 8-byte atomics with `Relaxed` order:
+//! the read is made trustworthy by the generation re-check (design.md §4.1), not by the
+//! individual loads.
+
+use crate::engine::Engine;
+use crate::layout::{
+    ctl_gen, item_size, item_w0, item_w1, slot_gen, slot_loc, ITEM_HEADER_SIZE, SEG_GEN_MASK,
+    SLOT_GEN_MASK,
+};
+use crate::mem::Mem;
+use crate::sync::{fence, Ordering::*};
+
+/// What reading the item a slot word points at found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// The item holds the key; if a buffer was given, the value was appended to it.
+    Match(ItemInfo),
+    /// A valid item of another key.
+    Other,
+    /// The slot word's generation is not its segment's: the slot points into a recycled
+    /// segment and is garbage (design.md §4.6).
+    StaleSlot,
+    /// The segment was recycled while we read: nothing read can be trusted; retry.
+    Torn,
+    /// The bytes are invalid while the generation was stable: damaged arena.
+    Corrupt,
+}
+
+/// Facts about a matched item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ItemInfo {
+    /// Full (28-bit) generation of the item's segment.
+    pub gen: u64,
+    pub expires_at: u32,
+}
+
+/// Decoded and validated item header.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hdr {
+    pub key_len: u64,
+    pub value_len: u64,
+    /// Offset of the first key byte.
+    pub key_off: u64,
+    pub expires_at: u32,
+    pub gen: u64,
+    /// Bytes the whole item occupies.
+    pub size: u64,
+}
+
+impl<M: Mem> Engine<M> {
+    /// Decodes the header at `off`, or `None` if it is not a valid item ending by `end`.
+    #[inline]
+    pub(crate) fn decode_hdr(&self, off: u64, end: u64) -> Option<Hdr> {
+        let w0 = self.mem.load(off, Relaxed);
+        let w1 = self.mem.load(off + 8, Relaxed);
+        let value_len = w0 & 0xffff_ffff;
+        let key_len = (w0 >> 32) & 0xff;
+        let ext = (w0 >> 40) & 0xf;
+        let ok = w0 >> 44 == 0
+            && key_len != 0
+            && key_len <= u64::from(self.max_key)
+            && value_len <= u64::from(self.max_value);
+        if !ok {
+            return None;
+        }
+        let size = item_size(ext * 8 + key_len, value_len);
+        if off.checked_add(size)? > end {
+            return None;
+        }
+        Some(Hdr {
+            key_len,
+            value_len,
+            key_off: off + ITEM_HEADER_SIZE + ext * 8,
+            expires_at: w1 as u32,
+            gen: w1 >> 32,
+            size,
+        })
+    }
+
+    /// Reads the item slot word `w` points at (design.md §4.1 steps 2–5). On a key match the
+    /// value is appended to `out` when given; on any other outcome `out` is left as it was.
+    pub(crate) fn read_item(&self, w: u64, key: &[u8], out: Option<&mut Vec<u8>>) -> Read {
+        let off = slot_loc(w) * 8;
+        let Some(seg) = self.geo.seg_of(off) else {
+            return Read::Corrupt;
+        };
+        let ctl_off = self.geo.seg_ctl_off(seg);
+        // Acquire: the loads of item bytes below must not move above this first read of the
+        // generation (seqlock reader; pairs with the claimer's fence(Release) in alloc.rs).
+        let c1 = self.mem.load(ctl_off, Acquire);
+        let gen = ctl_gen(c1);
+        if gen & SLOT_GEN_MASK != slot_gen(w) {
+            return Read::StaleSlot;
+        }
+        let end = self.geo.seg_base(seg) + self.geo.seg_size();
+        let hdr = self.decode_hdr(off, end).filter(|h| h.gen == gen);
+        let result = match hdr {
+            Some(h) if h.key_len as usize == key.len() && self.key_eq(h.key_off, key) => {
+                Read::Match(ItemInfo {
+                    gen,
+                    expires_at: h.expires_at,
+                })
+            }
+            Some(_) => Read::Other,
+            None => Read::Corrupt,
+        };
+        if let (Read::Match(_), Some(out), Some(h)) = (result, out, hdr) {
+            let mark = out.len();
+            self.copy_out(h.key_off + h.key_len, h.value_len as usize, out);
+            if ctl_gen(self.recheck(ctl_off)) != gen {
+                out.truncate(mark);
+                return Read::Torn;
+            }
+            return result;
+        }
+        // Nothing concluded from the bytes (not even "another key") counts unless the
+        // generation held still.
+        if ctl_gen(self.recheck(ctl_off)) != gen {
+            return Read::Torn;
+        }
+        result
+    }
+
+    /// The key (and expiry) of the item slot word `w` points at, if it reads consistently.
+    pub(crate) fn read_key(&self, w: u64) -> Option<(Vec<u8>, u32)> {
+        let off = slot_loc(w) * 8;
+        let seg = self.geo.seg_of(off)?;
+        let ctl_off = self.geo.seg_ctl_off(seg);
+        // Acquire: first read of the seqlock generation, as in read_item.
+        let gen = ctl_gen(self.mem.load(ctl_off, Acquire));
+        if gen & SLOT_GEN_MASK != slot_gen(w) {
+            return None;
+        }
+        let end = self.geo.seg_base(seg) + self.geo.seg_size();
+        let h = self.decode_hdr(off, end).filter(|h| h.gen == gen)?;
+        let mut key = Vec::with_capacity(h.key_len as usize);
+        self.copy_out(h.key_off, h.key_len as usize, &mut key);
+        (ctl_gen(self.recheck(ctl_off)) == gen).then_some((key, h.expires_at))
+    }
+
+    /// Second read of a segment's control word, after an optimistic read of its bytes.
+    #[inline]
+    fn recheck(&self, ctl_off: u64) -> u64 {
+        // Acquire fence: pairs with the fence(Release) a claimer issues after its claim CAS
+        // and before writing into a recycled segment (alloc.rs); if any Relaxed load of item
+        // bytes before this saw such a write, the load below sees the new generation.
+        fence(Acquire);
+        self.mem.load(ctl_off, Relaxed)
+    }
+
+    /// Compares the key stored at `at` (8-aligned) with `key`.
+    #[inline]
+    fn key_eq(&self, at: u64, key: &[u8]) -> bool {
+        let mut off = at;
+        let mut chunks = key.chunks_exact(8);
+        for c in &mut chunks {
+            let want = u64::from_le_bytes(c.try_into().expect("chunk of 8"));
+            if self.mem.load(off, Relaxed) != want {
+                return false;
+            }
+            off += 8;
+        }
+        let rest = chunks.remainder();
+        if rest.is_empty() {
+            return true;
+        }
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        let mask = (1u64 << (rest.len() * 8)) - 1;
+        self.mem.load(off, Relaxed) & mask == u64::from_le_bytes(b)
+    }
+
+    /// Appends `len` bytes starting at byte offset `start` (any alignment) to `out`. The
+    /// caller guarantees `start + len` rounded up to 8 is inside a validated item.
+    #[inline]
+    pub(crate) fn copy_out(&self, start: u64, len: usize, out: &mut Vec<u8>) {
+        out.reserve(len);
+        let mut woff = start & !7;
+        let mut left = len;
+        let shift = ((start & 7) * 8) as u32;
+        if shift == 0 {
+            while left >= 8 {
+                out.extend_from_slice(&self.mem.load(woff, Relaxed).to_le_bytes());
+                woff += 8;
+                left -= 8;
+            }
+            if left > 0 {
+                out.extend_from_slice(&self.mem.load(woff, Relaxed).to_le_bytes()[..left]);
+            }
+            return;
+        }
+        let have = 8 - (shift / 8) as usize;
+        let mut cur = self.mem.load(woff, Relaxed) >> shift;
+        while left >= 8 {
+            let next = self.mem.load(woff + 8, Relaxed);
+            out.extend_from_slice(&(cur | (next << (64 - shift))).to_le_bytes());
+            cur = next >> shift;
+            woff += 8;
+            left -= 8;
+        }
+        if left > 0 {
+            let v = if left <= have {
+                cur
+            } else {
+                cur | (self.mem.load(woff + 8, Relaxed) << (64 - shift))
+            };
+            out.extend_from_slice(&v.to_le_bytes()[..left]);
+        }
+    }
+
+    /// Writes a complete item at `at` (in a segment the caller owns). Returns its size.
+    pub(crate) fn write_item(
+        &self,
+        at: u64,
+        key: &[u8],
+        value: &[u8],
+        expires_at: u32,
+        gen: u64,
+    ) -> u64 {
+        // Relaxed stores: the item becomes visible only through the publish CAS (Release)
+        // that follows, or through `wptr` (Release) for walkers.
+        self.mem.store(
+            at,
+            item_w0(key.len() as u64, value.len() as u64, 0),
+            Relaxed,
+        );
+        self.mem
+            .store(at + 8, item_w1(expires_at, gen & SEG_GEN_MASK), Relaxed);
+        let mut w = WordWriter {
+            mem: &self.mem,
+            off: at + ITEM_HEADER_SIZE,
+            acc: 0,
+            n: 0,
+        };
+        w.put(key);
+        w.put(value);
+        w.finish();
+        item_size(key.len() as u64, value.len() as u64)
+    }
+
+    /// Copies the item at `from` (`size` bytes, stable: its segment is being evicted by us)
+    /// to `to`, stamping it with generation `gen`.
+    pub(crate) fn copy_item(&self, from: u64, to: u64, size: u64, gen: u64) {
+        let w1 = self.mem.load(from + 8, Relaxed);
+        // Relaxed throughout: published by the caller's CAS (Release) afterwards.
+        self.mem.store(to, self.mem.load(from, Relaxed), Relaxed);
+        self.mem.store(to + 8, item_w1(w1 as u32, gen), Relaxed);
+        let mut i = ITEM_HEADER_SIZE;
+        while i < size {
+            self.mem
+                .store(to + i, self.mem.load(from + i, Relaxed), Relaxed);
+            i += 8;
+        }
+    }
+}
+
+/// Streams bytes into consecutive arena words.
+struct WordWriter<'a, M: Mem> {
+    mem: &'a M,
+    off: u64,
+    acc: u64,
+    n: u32,
+}
+
+impl<M: Mem> WordWriter<'_, M> {
+    #[inline]
+    fn put(&mut self, mut b: &[u8]) {
+        while self.n != 0 && !b.is_empty() {
+            self.acc |= u64::from(b[0]) << (self.n * 8);
+            self.n += 1;
+            b = &b[1..];
+            if self.n == 8 {
+                self.flush();
+            }
+        }
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            // Relaxed: see write_item.
+            self.mem.store(
+                self.off,
+                u64::from_le_bytes(c.try_into().expect("chunk of 8")),
+                Relaxed,
+            );
+            self.off += 8;
+        }
+        for &byte in chunks.remainder() {
+            self.acc |= u64::from(byte) << (self.n * 8);
+            self.n += 1;
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        // Relaxed: see write_item.
+        self.mem.store(self.off, self.acc, Relaxed);
+        self.off += 8;
+        self.acc = 0;
+        self.n = 0;
+    }
+
+    #[inline]
+    fn finish(mut self) {
+        if self.n != 0 {
+            self.flush();
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! # larder: a lock-free shared-memory cache for processes on one host
+//!
+//! Every process that links this crate maps the same arena file and reads and writes items
+//! directly in shared memory: no socket, no lock on the read path, and no state that breaks
+//! when a process is SIGKILLed between any two instructions. The daemon `larderd` creates
+//! the arena and keeps it healthy; this crate is all a client needs.
+//!
+//! ```
+//! # let dir = std::env::temp_dir().join(format!("larder-lib-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! # let path = dir.join("arena");
+//! # let _ = std::fs::remove_file(&path);
+//! let cache = larder::Cache::create(&path, &larder::Config::new(8 << 20).max_value_len(4096))?;
+//! cache.set(b"hits", b"41", None)?;
+//! assert_eq!(cache.incr(b"hits", 1)?, Some(42));
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok::<(), larder::Error>(())
+//! ```
+//!
+//! In production, attach to the daemon's arena with
+//! `Cache::open(larder::default_arena_path())`. The protocol is described in
+//! `docs/design.md`.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod alloc;
+#[cfg(not(larder_loom))]
+mod arena;
+#[cfg(not(larder_loom))]
+mod cache;
+mod clock;
+mod engine;
+mod error;
+mod expiry;
+mod index;
+mod item;
+pub mod layout;
+mod mem;
+mod ops;
+mod procs;
+mod stats;
+mod sync;
+
+#[cfg(not(larder_loom))]
+pub use arena::{default_arena_path, Config};
+#[cfg(not(larder_loom))]
+pub use cache::{ArenaInfo, Cache, CasOutcome, CasToken, Keys};
+pub use error::Error;
+pub use expiry::SweepReport;
+pub use stats::{Counters, ProcessStats, Stats};

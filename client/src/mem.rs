@@ -1,0 +1,91 @@
+//! Word-granular access to arena bytes.
+//!
+//! The protocol (index, items, segments) is written against [`Mem`], so that the same code
+//! runs on the shared mapping in production and on a vector of loom atomics under
+//! `cfg(larder_loom)`. Every access is to an 8-byte aligned word and is bounds-checked: a bug
+//! in offset validation panics instead of touching memory outside the map.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// 8-byte atomic words addressed by byte offset from the arena base.
+pub(crate) trait Mem: Send + Sync {
+    fn word(&self, off: u64) -> &AtomicU64;
+
+    #[inline]
+    fn load(&self, off: u64, o: Ordering) -> u64 {
+        self.word(off).load(o)
+    }
+    #[inline]
+    fn store(&self, off: u64, v: u64, o: Ordering) {
+        self.word(off).store(v, o)
+    }
+    #[inline]
+    fn cas(&self, off: u64, cur: u64, new: u64, ok: Ordering, fail: Ordering) -> Result<u64, u64> {
+        self.word(off).compare_exchange(cur, new, ok, fail)
+    }
+    #[inline]
+    fn fetch_add(&self, off: u64, v: u64, o: Ordering) -> u64 {
+        self.word(off).fetch_add(v, o)
+    }
+}
+
+#[cfg(not(larder_loom))]
+pub(crate) use map::MapMem;
+
+#[cfg(not(larder_loom))]
+mod map {
+    use super::*;
+    use memmap2::MmapRaw;
+
+    /// The shared mapping of an arena file.
+    pub(crate) struct MapMem {
+        map: MmapRaw,
+        len: u64,
+    }
+
+    impl MapMem {
+        pub(crate) fn new(map: MmapRaw) -> MapMem {
+            let len = map.len() as u64;
+            MapMem { map, len }
+        }
+    }
+
+    impl Mem for MapMem {
+        #[inline]
+        fn word(&self, off: u64) -> &AtomicU64 {
+            assert!(
+                off.is_multiple_of(8) && off + 8 <= self.len,
+                "arena word {off} out of bounds"
+            );
+            // SAFETY: the check above keeps `off..off+8` inside the mapping, which is
+            // page-aligned, so the pointer is 8-byte aligned. The mapping lives as long as
+            // `self`. Other processes access these bytes only through 8-byte atomics too
+            // (design.md §2), so viewing them as an `AtomicU64` creates no data race.
+            unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(off as usize).cast::<u64>()) }
+        }
+    }
+}
+
+/// A heap arena of atomics: the loom model's memory, and miri's.
+#[cfg(any(test, larder_loom))]
+pub(crate) struct VecMem {
+    words: Vec<AtomicU64>,
+}
+
+#[cfg(any(test, larder_loom))]
+impl VecMem {
+    pub(crate) fn new(len: u64) -> VecMem {
+        VecMem {
+            words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+#[cfg(any(test, larder_loom))]
+impl Mem for VecMem {
+    #[inline]
+    fn word(&self, off: u64) -> &AtomicU64 {
+        assert!(off.is_multiple_of(8), "unaligned arena word {off}");
+        &self.words[(off / 8) as usize]
+    }
+}

@@ -1,0 +1,266 @@
+//! Cache operations composed from the protocol pieces (docs/design.md §4).
+
+use std::time::Duration;
+
+use crate::alloc::Lane;
+use crate::engine::{Engine, Who};
+use crate::index::{Lookup, Mode, Outcome, READ_RETRIES};
+use crate::item::ItemInfo;
+use crate::layout::{hash_tag, item_size, slot_word, Counter, H_FLUSH_GEN};
+use crate::mem::Mem;
+use crate::sync::Ordering::*;
+use crate::Error;
+
+impl<M: Mem> Engine<M> {
+    pub(crate) fn check_key(&self, key: &[u8]) -> Result<(), Error> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey { max: self.max_key });
+        }
+        if key.len() > self.max_key as usize {
+            return Err(Error::KeyTooLarge {
+                len: key.len(),
+                max: self.max_key,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), Error> {
+        if value.len() > self.max_value as usize {
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max: self.max_value,
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends the value of `key` to `out`; returns what was found (design.md §4.1).
+    #[inline]
+    pub(crate) fn get(
+        &self,
+        who: Who,
+        key: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<(ItemInfo, u64)>, Error> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let mark = out.len();
+        for _ in 0..READ_RETRIES {
+            match self.lookup(who, key, hash, Some(out)) {
+                Lookup::Found(f) => {
+                    if self.is_expired(f.info.expires_at) {
+                        out.truncate(mark);
+                        // Relaxed: unlinking an expired item publishes nothing.
+                        if self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
+                            self.count(who, Counter::Expired);
+                        }
+                        break;
+                    }
+                    self.touch_ref(&f);
+                    self.count(who, Counter::Hits);
+                    return Ok(Some((f.info, f.token())));
+                }
+                Lookup::NotFound => break,
+                Lookup::Torn => self.count(who, Counter::TornRetries),
+            }
+        }
+        self.count(who, Counter::Misses);
+        Ok(None)
+    }
+
+    /// Writes a new item and publishes it according to `mode` (design.md §4.2).
+    pub(crate) fn write(
+        &self,
+        who: Who,
+        lane: &mut Lane,
+        key: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+        mode: Mode,
+    ) -> Result<Outcome, Error> {
+        self.check_key(key)?;
+        self.check_value(value)?;
+        let expires_at = self.expires_at(ttl)?;
+        let hash = self.hash(key);
+        if mode == Mode::Add {
+            if let Some(f) = self.lookup_for_write(who, key, hash, None) {
+                if !self.is_expired(f.info.expires_at) {
+                    return Ok(Outcome::NotStored);
+                }
+            }
+        }
+        let new_w = self.append(who, lane, key, value, expires_at, hash)?;
+        let o = self.publish(who, key, hash, new_w, mode);
+        if o == Outcome::Stored {
+            self.count(who, Counter::Sets);
+        }
+        Ok(o)
+    }
+
+    /// Appends an item to the lane's segment; returns the slot word that would publish it.
+    fn append(
+        &self,
+        who: Who,
+        lane: &mut Lane,
+        key: &[u8],
+        value: &[u8],
+        expires_at: u32,
+        hash: u64,
+    ) -> Result<u64, Error> {
+        let size = item_size(key.len() as u64, value.len() as u64);
+        let s = self.lane_room(who, lane, size).map_err(|_| {
+            self.count(who, Counter::Rejected);
+            Error::ArenaFull
+        })?;
+        let at = self.geo.seg_base(s.seg) + s.wptr;
+        self.write_item(at, key, value, expires_at, s.gen);
+        self.lane_commit(lane, size);
+        Ok(slot_word(hash_tag(hash), s.gen, at / 8))
+    }
+
+    /// Removes `key`; `true` if a live item was removed.
+    pub(crate) fn delete(&self, who: Who, key: &[u8]) -> Result<bool, Error> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        while let Some(f) = self.lookup_for_write(who, key, hash, None) {
+            // Relaxed: unlinking publishes nothing; the item stays intact for readers that
+            // already loaded the old word (they linearize before the delete).
+            if self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
+                let live = !self.is_expired(f.info.expires_at);
+                self.count(
+                    who,
+                    if live {
+                        Counter::Deletes
+                    } else {
+                        Counter::Expired
+                    },
+                );
+                return Ok(live);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Copy-and-republish of a live item (design.md §4.3): `f` may change the value and the
+    /// expiry; the new item replaces exactly the one read, or the whole step is redone.
+    pub(crate) fn rewrite<T>(
+        &self,
+        who: Who,
+        lane: &mut Lane,
+        key: &[u8],
+        mut f: impl FnMut(&mut Vec<u8>, &mut u32) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let Some(found) = self.lookup_for_write(who, key, hash, Some(&mut buf)) else {
+                return Ok(None);
+            };
+            if self.is_expired(found.info.expires_at) {
+                return Ok(None);
+            }
+            let mut expires_at = found.info.expires_at;
+            let t = f(&mut buf, &mut expires_at)?;
+            self.check_value(&buf)?;
+            let new_w = self.append(who, lane, key, &buf, expires_at, hash)?;
+            // Release: publishes the new item. Relaxed failure: redo from the new state.
+            if self
+                .mem
+                .cas(found.slot, found.w, new_w, Release, Relaxed)
+                .is_ok()
+            {
+                self.count(who, Counter::Sets);
+                return Ok(Some(t));
+            }
+        }
+    }
+
+    /// Adds `delta` (or subtracts, flooring at 0) to a decimal value.
+    pub(crate) fn incr(
+        &self,
+        who: Who,
+        lane: &mut Lane,
+        key: &[u8],
+        delta: u64,
+        decr: bool,
+    ) -> Result<Option<u64>, Error> {
+        self.rewrite(who, lane, key, |v, _| {
+            let n = parse_u64(v).ok_or(Error::NotANumber)?;
+            let n = if decr {
+                n.saturating_sub(delta)
+            } else {
+                n.wrapping_add(delta)
+            };
+            v.clear();
+            v.extend_from_slice(n.to_string().as_bytes());
+            Ok(n)
+        })
+    }
+
+    /// Sets a new TTL on a live item; `false` if there was none.
+    pub(crate) fn touch(
+        &self,
+        who: Who,
+        lane: &mut Lane,
+        key: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let at = self.expires_at(ttl)?;
+        self.count(who, Counter::Touches);
+        Ok(self
+            .rewrite(who, lane, key, |_, e| {
+                *e = at;
+                Ok(())
+            })?
+            .is_some())
+    }
+
+    /// Remaining TTL: `None` missing, `Some(None)` no expiry.
+    pub(crate) fn ttl(&self, who: Who, key: &[u8]) -> Result<Option<Option<Duration>>, Error> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        Ok(self
+            .lookup_for_write(who, key, hash, None)
+            .filter(|f| !self.is_expired(f.info.expires_at))
+            .map(|f| self.remaining(f.info.expires_at)))
+    }
+
+    /// Empties the index (design.md §4.8). Returns the number of items removed.
+    pub(crate) fn flush(&self) -> u64 {
+        // Relaxed: a generation number for observers; the unlinks below are the flush.
+        self.mem.fetch_add(H_FLUSH_GEN, 1, Relaxed);
+        let mut n = 0;
+        self.for_each_slot(|slot, w| {
+            // Relaxed: unlinking publishes nothing.
+            if self.mem.cas(slot, w, 0, Relaxed, Relaxed).is_ok() {
+                n += 1;
+            }
+        });
+        n
+    }
+}
+
+/// Parses a memcached-style counter: 1 to 20 ASCII digits.
+fn parse_u64(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parse_u64_accepts_only_decimal() {
+        assert_eq!(super::parse_u64(b"0"), Some(0));
+        assert_eq!(super::parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(super::parse_u64(b"18446744073709551616"), None);
+        assert_eq!(super::parse_u64(b""), None);
+        assert_eq!(super::parse_u64(b"-1"), None);
+        assert_eq!(super::parse_u64(b"1 "), None);
+        assert_eq!(super::parse_u64(b"+1"), None);
+    }
+}

@@ -1,0 +1,339 @@
+//! The public API, operation by operation, and every bad input.
+
+mod common;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{small, TempDir};
+use larder::{Cache, CasOutcome, Config, Error};
+
+#[test]
+fn set_get_delete_round_trip() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    assert_eq!(c.get(b"k").unwrap(), None);
+    c.set(b"k", b"v1", None).unwrap();
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"v1"[..]));
+    c.set(b"k", b"value two", None).unwrap();
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"value two"[..]));
+    assert!(c.delete(b"k").unwrap());
+    assert!(!c.delete(b"k").unwrap());
+    assert_eq!(c.get(b"k").unwrap(), None);
+    // Empty values and every alignment of key and value lengths.
+    for klen in 1..20usize {
+        for vlen in [0usize, 1, 7, 8, 9, 15, 16, 17, 100] {
+            let key: Vec<u8> = (0..klen).map(|i| b'a' + (i % 26) as u8).collect();
+            let val: Vec<u8> = (0..vlen).map(|i| (i * 31 + klen) as u8).collect();
+            c.set(&key, &val, None).unwrap();
+            assert_eq!(
+                c.get(&key).unwrap().as_deref(),
+                Some(&val[..]),
+                "klen {klen} vlen {vlen}"
+            );
+        }
+    }
+}
+
+#[test]
+fn get_into_appends_and_leaves_buffer_alone_on_miss() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    c.set(b"a", b"xyz", None).unwrap();
+    let mut buf = b"pre-".to_vec();
+    assert!(c.get_into(b"a", &mut buf).unwrap());
+    assert_eq!(buf, b"pre-xyz");
+    assert!(!c.get_into(b"nope", &mut buf).unwrap());
+    assert_eq!(buf, b"pre-xyz");
+    let got = c.get_multi(&[&b"a"[..], b"nope"]).unwrap();
+    assert_eq!(got, vec![Some(b"xyz".to_vec()), None]);
+}
+
+#[test]
+fn add_replace_cas() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    assert!(!c.replace(b"k", b"r", None).unwrap());
+    assert!(c.add(b"k", b"a1", None).unwrap());
+    assert!(!c.add(b"k", b"a2", None).unwrap());
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"a1"[..]));
+    assert!(c.replace(b"k", b"r", None).unwrap());
+    let (v, t) = c.gets(b"k").unwrap().unwrap();
+    assert_eq!(v, b"r");
+    c.set(b"k", b"changed", None).unwrap();
+    assert_eq!(c.cas(b"k", b"late", t, None).unwrap(), CasOutcome::Exists);
+    let (_, t2) = c.gets(b"k").unwrap().unwrap();
+    assert_ne!(t, t2);
+    assert_eq!(c.cas(b"k", b"won", t2, None).unwrap(), CasOutcome::Stored);
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"won"[..]));
+    assert_eq!(c.cas(b"k", b"again", t2, None).unwrap(), CasOutcome::Exists);
+    c.delete(b"k").unwrap();
+    assert_eq!(c.cas(b"k", b"x", t2, None).unwrap(), CasOutcome::NotFound);
+}
+
+#[test]
+fn incr_decr() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    assert_eq!(c.incr(b"n", 1).unwrap(), None);
+    c.set(b"n", b"41", None).unwrap();
+    assert_eq!(c.incr(b"n", 1).unwrap(), Some(42));
+    assert_eq!(c.decr(b"n", 50).unwrap(), Some(0));
+    c.set(b"n", b"18446744073709551615", None).unwrap();
+    assert_eq!(c.incr(b"n", 2).unwrap(), Some(1));
+    c.set(b"s", b"abc", None).unwrap();
+    assert!(matches!(c.incr(b"s", 1), Err(Error::NotANumber)));
+    assert_eq!(c.get(b"s").unwrap().as_deref(), Some(&b"abc"[..]));
+}
+
+#[test]
+fn ttl_touch_and_expiry_with_a_manual_clock() {
+    let d = TempDir::new("api");
+    let now = Arc::new(AtomicU64::new(4_000_000_000));
+    let c = Cache::create(d.arena(), &small(4 << 20))
+        .unwrap()
+        .with_manual_clock(now.clone());
+    let set_now = |t: u64| now.store(t, std::sync::atomic::Ordering::Relaxed);
+    c.set(b"t", b"v", Some(Duration::from_secs(10))).unwrap();
+    c.set(b"forever", b"v", None).unwrap();
+    assert_eq!(c.ttl(b"t").unwrap(), Some(Some(Duration::from_secs(10))));
+    assert_eq!(c.ttl(b"forever").unwrap(), Some(None));
+    assert_eq!(c.ttl(b"missing").unwrap(), None);
+    set_now(4_000_000_009);
+    assert!(c.get(b"t").unwrap().is_some());
+    assert!(c.touch(b"t", Some(Duration::from_secs(100))).unwrap());
+    set_now(4_000_000_050);
+    assert!(c.get(b"t").unwrap().is_some());
+    set_now(4_000_000_109);
+    assert_eq!(
+        c.get(b"t").unwrap(),
+        None,
+        "expired items are never returned"
+    );
+    assert!(!c.touch(b"t", Some(Duration::from_secs(5))).unwrap());
+    assert!(
+        c.add(b"t", b"new", None).unwrap(),
+        "add succeeds over an expired item"
+    );
+    assert_eq!(c.get(b"forever").unwrap().as_deref(), Some(&b"v"[..]));
+    // Sub-second TTLs round up; zero is refused.
+    c.set(b"ms", b"v", Some(Duration::from_millis(1))).unwrap();
+    assert!(c.get(b"ms").unwrap().is_some());
+    assert!(matches!(
+        c.set(b"z", b"v", Some(Duration::ZERO)),
+        Err(Error::InvalidTtl { .. })
+    ));
+    assert!(matches!(
+        c.set(b"z", b"v", Some(Duration::from_secs(u64::MAX / 4))),
+        Err(Error::InvalidTtl { .. })
+    ));
+}
+
+#[test]
+fn sweep_frees_segments_of_expired_items() {
+    let d = TempDir::new("api");
+    let now = Arc::new(AtomicU64::new(4_000_000_000));
+    let c = Cache::create(d.arena(), &small(4 << 20))
+        .unwrap()
+        .with_manual_clock(now.clone());
+    let val = vec![7u8; 1000];
+    for i in 0..600u32 {
+        c.set(
+            format!("k{i}").as_bytes(),
+            &val,
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap();
+    }
+    let before = c.stats();
+    assert!(before.items >= 590, "{before:?}");
+    now.store(4_000_000_010, std::sync::atomic::Ordering::Relaxed);
+    let r = c.sweep_expired(u32::MAX).unwrap();
+    assert!(r.freed >= 8, "{r:?}");
+    let after = c.stats();
+    assert_eq!(after.items, 0);
+    assert!(after.free_segments > before.free_segments);
+    assert!(after.totals.expired >= 590);
+}
+
+#[test]
+fn bad_inputs_are_errors_and_change_nothing() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    c.set(b"k", b"v", None).unwrap();
+    assert!(matches!(
+        c.set(b"", b"v", None),
+        Err(Error::EmptyKey { .. })
+    ));
+    assert!(matches!(c.get(b""), Err(Error::EmptyKey { .. })));
+    let long = vec![b'k'; 251];
+    assert!(matches!(
+        c.set(&long, b"v", None),
+        Err(Error::KeyTooLarge { len: 251, max: 250 })
+    ));
+    assert!(matches!(
+        c.set(b"k", &vec![0; 4097], None),
+        Err(Error::ValueTooLarge {
+            len: 4097,
+            max: 4096
+        })
+    ));
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(c.stats().totals.sets, 1);
+}
+
+#[test]
+fn bad_configs_are_errors() {
+    let d = TempDir::new("api");
+    for cfg in [
+        Config::new(0),
+        Config::new(1 << 20),
+        Config::new(64 << 20).max_key_len(0),
+        Config::new(64 << 20).max_key_len(256),
+        Config::new(64 << 20).segment_size(1000),
+        Config::new(64 << 20)
+            .max_value_len(100_000)
+            .segment_size(64 << 10),
+        Config::new(64 << 20).max_processes(0),
+    ] {
+        assert!(
+            matches!(
+                Cache::create(d.arena(), &cfg),
+                Err(Error::InvalidConfig { .. })
+            ),
+            "{cfg:?}"
+        );
+        assert!(!d.arena().exists());
+    }
+    Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    assert!(matches!(
+        Cache::create(d.arena(), &small(4 << 20)),
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn bad_arena_files_are_refused_before_mapping() {
+    use std::os::unix::fs::FileExt;
+    let d = TempDir::new("api");
+    let p = d.arena();
+    // Missing.
+    assert!(matches!(Cache::open(&p), Err(Error::Io { .. })));
+    // A directory.
+    assert!(matches!(
+        Cache::open(&d.0),
+        Err(Error::NotAnArena { .. }) | Err(Error::Io { .. })
+    ));
+    // Short, and not an arena.
+    std::fs::write(&p, b"hello").unwrap();
+    assert!(matches!(Cache::open(&p), Err(Error::NotAnArena { .. })));
+    std::fs::write(&p, vec![0u8; 8192]).unwrap();
+    assert!(matches!(Cache::open(&p), Err(Error::NotAnArena { .. })));
+    std::fs::remove_file(&p).unwrap();
+    // A real arena, then damaged in various ways.
+    drop(Cache::create(&p, &small(4 << 20)).unwrap());
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&p)
+        .unwrap();
+    let orig = std::fs::read(&p).unwrap();
+    f.write_all_at(&2u32.to_le_bytes(), 8).unwrap();
+    assert!(matches!(
+        Cache::open(&p),
+        Err(Error::LayoutVersion {
+            found: 2,
+            expected: 1,
+            ..
+        })
+    ));
+    f.write_all_at(&orig[8..12], 8).unwrap();
+    f.write_all_at(&[orig[40] ^ 1], 40).unwrap();
+    assert!(
+        matches!(Cache::open(&p), Err(Error::BadArena { .. })),
+        "crc must catch a flipped count"
+    );
+    f.write_all_at(&orig[40..41], 40).unwrap();
+    f.set_len(orig.len() as u64 - 4096).unwrap();
+    assert!(
+        matches!(Cache::open(&p), Err(Error::BadArena { .. })),
+        "truncated"
+    );
+    f.set_len(orig.len() as u64 + 4096).unwrap();
+    assert!(
+        matches!(Cache::open(&p), Err(Error::BadArena { .. })),
+        "grown"
+    );
+    f.set_len(orig.len() as u64).unwrap();
+    Cache::open(&p).expect("restored arena opens");
+}
+
+#[test]
+fn flush_and_keys() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    for i in 0..100 {
+        c.set(format!("key{i}").as_bytes(), b"v", None).unwrap();
+    }
+    let mut keys: Vec<String> = c.keys().map(|k| String::from_utf8(k).unwrap()).collect();
+    keys.sort();
+    let mut want: Vec<String> = (0..100).map(|i| format!("key{i}")).collect();
+    want.sort();
+    assert_eq!(keys, want);
+    assert_eq!(c.flush().unwrap(), 100);
+    assert_eq!(c.keys().count(), 0);
+    assert_eq!(c.get(b"key1").unwrap(), None);
+}
+
+#[test]
+fn eviction_keeps_the_cache_usable_and_prefers_hot_keys() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(2 << 20)).unwrap();
+    let val = vec![1u8; 200];
+    // A hot set that is read constantly, and a stream of cold keys 20x the capacity.
+    for i in 0..200u32 {
+        c.set(format!("hot{i}").as_bytes(), &val, None).unwrap();
+    }
+    let mut hot_hits = 0;
+    let mut hot_reads = 0;
+    for round in 0..40_000u32 {
+        c.set(format!("cold{round}").as_bytes(), &val, None)
+            .unwrap();
+        let k = format!("hot{}", round % 200);
+        hot_reads += 1;
+        if c.get(k.as_bytes()).unwrap().is_some() {
+            hot_hits += 1;
+        } else {
+            c.set(k.as_bytes(), &val, None).unwrap();
+        }
+    }
+    let s = c.stats();
+    assert!(s.totals.evictions > 10_000, "{s:?}");
+    assert!(
+        hot_hits * 10 > hot_reads * 9,
+        "CLOCK should keep the hot set: {hot_hits}/{hot_reads}"
+    );
+    assert_eq!(c.get(b"cold39999").unwrap().as_deref(), Some(&val[..]));
+}
+
+#[test]
+fn stats_count_per_process_and_survive_reaping() {
+    let d = TempDir::new("api");
+    let a = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    a.set(b"x", b"1", None).unwrap();
+    assert!(a.get(b"x").unwrap().is_some());
+    assert!(a.get(b"y").unwrap().is_none());
+    let b = Cache::open(d.arena()).unwrap();
+    assert!(b.get(b"x").unwrap().is_some());
+    let s = a.stats();
+    assert_eq!(s.processes.len(), 2);
+    assert_eq!((s.totals.hits, s.totals.misses, s.totals.sets), (2, 1, 1));
+    drop(b);
+    let s = a.stats();
+    assert_eq!(s.processes.len(), 1);
+    assert_eq!(
+        s.totals.hits, 2,
+        "a detached process's counts stay in the totals"
+    );
+}
