@@ -41,6 +41,8 @@ mod ops;
 mod procs;
 mod stats;
 mod sync;
+#[cfg(any(test, larder_loom))]
+mod testkit;
 
 #[cfg(not(larder_loom))]
 pub use arena::{default_arena_path, Config};

@@ -1,0 +1,292 @@
+//! A small engine over heap memory, for unit tests, loom and miri.
+
+use crate::engine::{Engine, Liveness, Who};
+use crate::layout::{
+    Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_ARENA_SIZE,
+};
+use crate::mem::VecMem;
+
+/// Liveness decided by the test: a bit per slot, set = dead (the kernel dropped its lock).
+#[derive(Default)]
+pub(crate) struct TestLiveness(pub std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Liveness for TestLiveness {
+    fn slot_unlocked(&self, slot: u32) -> bool {
+        // Relaxed: plays the kernel's part; tests set bits before the racing threads run.
+        self.0.load(std::sync::atomic::Ordering::Relaxed) & (1 << slot) != 0
+    }
+}
+
+/// An engine with `nsegs` segments of 2^seg_shift bytes and `nbuckets` buckets, and `nprocs`
+/// registered processes. Returns the engine, the processes, and the dead-slot mask.
+pub(crate) fn engine(
+    nsegs: u32,
+    seg_shift: u32,
+    nbuckets: u64,
+    nprocs: u32,
+    max_value: u32,
+) -> (
+    Engine<VecMem>,
+    Vec<Who>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let g = Geometry::from_counts(MAX_ARENA_SIZE, seg_shift, nsegs, nprocs, nbuckets, 0, 0)
+        .expect("counts");
+    let g = Geometry::from_counts(g.segs_end(), seg_shift, nsegs, nprocs, nbuckets, 0, 0)
+        .expect("counts");
+    let p = Params {
+        magic: MAGIC,
+        layout_version: LAYOUT_VERSION,
+        header_size: HEADER_SIZE as u32,
+        arena_size: g.arena_size,
+        hash_seed: 7,
+        hash_algo: HASH_ALGO_XXH3,
+        seg_shift,
+        nsegs,
+        nprocs,
+        nbuckets,
+        ntags: 0,
+        nleases: 0,
+        max_key: 16,
+        max_value,
+        epoch: 0,
+        procs_off: g.procs_off,
+        tags_off: g.tags_off,
+        leases_off: g.leases_off,
+        segtab_off: g.segtab_off,
+        index_off: g.index_off,
+        segs_off: g.segs_off,
+    };
+    let dead = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let eng = Engine::new(
+        VecMem::new(g.arena_size),
+        &p,
+        g,
+        Box::new(TestLiveness(dead.clone())),
+    );
+    let whos = (0..nprocs)
+        .map(|s| eng.claim_slot(s, 1000 + s, 0).expect("free slot"))
+        .collect();
+    (eng, whos, dead)
+}
+
+#[cfg(all(test, not(larder_loom)))]
+mod tests {
+    use super::*;
+    use crate::alloc::Lane;
+    use crate::index::{Lookup, Mode, Outcome};
+    use crate::layout::{
+        ctl_gen, ctl_state, seg_ctl, slot_loc, Counter, SegState, B_LOCK, PS_COUNTERS,
+    };
+    use crate::mem::Mem;
+    use crate::sync::Ordering::Relaxed;
+
+    fn counter(e: &Engine<VecMem>, who: Who, c: Counter) -> u64 {
+        e.mem.load(
+            e.geo.proc_off(who.slot) + PS_COUNTERS + c as u64 * 8,
+            Relaxed,
+        )
+    }
+
+    fn slot_word_of(e: &Engine<VecMem>, who: Who, key: &[u8]) -> (u64, u64) {
+        match e.lookup(who, key, e.hash(key), None) {
+            Lookup::Found(f) => (f.slot, f.w),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_slot_into_a_recycled_segment_reads_as_a_miss_and_is_cleared() {
+        let (e, w, _) = engine(4, 16, 8, 1, 1000);
+        let mut lane = Lane::default();
+        e.write(w[0], &mut lane, b"k", b"v", None, Mode::Set)
+            .unwrap();
+        let (slot, word) = slot_word_of(&e, w[0], b"k");
+        // Recycle the segment behind the index's back (what a lost unlink would leave).
+        let seg = e.geo.seg_of(slot_loc(word) * 8).unwrap();
+        let c = e.mem.load(e.geo.seg_ctl_off(seg), Relaxed);
+        e.mem.store(
+            e.geo.seg_ctl_off(seg),
+            seg_ctl(ctl_gen(c) + 1, SegState::Free, 0),
+            Relaxed,
+        );
+        let mut out = Vec::new();
+        assert!(e.get(w[0], b"k", &mut out).unwrap().is_none());
+        assert_eq!(e.mem.load(slot, Relaxed), 0, "the stale slot heals");
+    }
+
+    #[test]
+    fn damaged_item_bytes_are_a_counted_miss_never_a_panic() {
+        let (e, w, _) = engine(4, 16, 8, 1, 1000);
+        let mut lane = Lane::default();
+        for (i, garbage) in [u64::MAX, 0, 1 << 44, 0xffff_ffff, (5 << 32) | 60000]
+            .into_iter()
+            .enumerate()
+        {
+            let key = format!("k{i}");
+            e.write(w[0], &mut lane, key.as_bytes(), b"value", None, Mode::Set)
+                .unwrap();
+            let (slot, word) = slot_word_of(&e, w[0], key.as_bytes());
+            e.mem.store(slot_loc(word) * 8, garbage, Relaxed);
+            let before = counter(&e, w[0], Counter::Corrupt);
+            assert!(
+                e.get(w[0], key.as_bytes(), &mut Vec::new())
+                    .unwrap()
+                    .is_none(),
+                "{garbage:#x}"
+            );
+            assert_eq!(counter(&e, w[0], Counter::Corrupt), before + 1);
+            assert_eq!(e.mem.load(slot, Relaxed), 0);
+        }
+        // A garbage slot word pointing outside the segment area.
+        e.write(w[0], &mut lane, b"x", b"v", None, Mode::Set)
+            .unwrap();
+        let (slot, word) = slot_word_of(&e, w[0], b"x");
+        e.mem
+            .store(slot, word & !crate::layout::LOC_MASK | 1, Relaxed);
+        assert!(e.get(w[0], b"x", &mut Vec::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_walk_stops_at_damaged_bytes_and_the_segment_is_still_recycled() {
+        let (e, w, _) = engine(6, 16, 64, 1, 1000);
+        let mut lane = Lane::default();
+        for i in 0..10 {
+            e.write(
+                w[0],
+                &mut lane,
+                format!("k{i}").as_bytes(),
+                &[1; 100],
+                None,
+                Mode::Set,
+            )
+            .unwrap();
+        }
+        let seg = lane.seg.take().unwrap();
+        e.seal(w[0], seg);
+        // Damage the fifth item's header: the walk cannot step past it.
+        let (_, word) = slot_word_of(&e, w[0], b"k4");
+        e.mem.store(slot_loc(word) * 8, u64::MAX, Relaxed);
+        let prev = e.take_for_walk(w[0], seg.seg).unwrap();
+        e.walk_segment(
+            w[0],
+            seg.seg,
+            ctl_gen(prev),
+            crate::clock::Walk::Evict,
+            None,
+        );
+        e.free_segment(w[0], seg.seg, ctl_gen(prev));
+        assert!(counter(&e, w[0], Counter::Corrupt) >= 1);
+        for i in 0..10 {
+            assert!(e
+                .get(w[0], format!("k{i}").as_bytes(), &mut Vec::new())
+                .unwrap()
+                .is_none());
+        }
+        assert_eq!(
+            e.stats().items,
+            0,
+            "slots behind the damage healed as stale"
+        );
+    }
+
+    #[test]
+    fn a_dead_holders_insert_lock_is_stolen_a_live_ones_is_not() {
+        let (e, w, dead) = engine(4, 16, 8, 2, 1000);
+        let hash = e.hash(b"k");
+        let [home, _] = e.neighbourhood(hash);
+        let held_by_1 = (u64::from(w[1].slot) << 32) | u64::from(w[1].reg);
+        e.mem.store(home + B_LOCK, held_by_1, Relaxed);
+        dead.store(1 << w[1].slot, Relaxed);
+        let mut lane = Lane::default();
+        assert_eq!(
+            e.write(w[0], &mut lane, b"k", b"v", None, Mode::Set)
+                .unwrap(),
+            Outcome::Stored
+        );
+        assert_eq!(e.mem.load(home + B_LOCK, Relaxed), 0);
+        // A live holder: the writer must wait (checked without blocking the test).
+        dead.store(0, Relaxed);
+        e.mem.store(home + B_LOCK, held_by_1, Relaxed);
+        assert!(!e.is_dead(w[1].slot, w[1].reg));
+        // A lock word naming a registration the slot no longer has is dead even if the slot
+        // is held by someone alive.
+        let stale = (u64::from(w[1].slot) << 32) | u64::from(w[1].reg + 100);
+        assert!(e.is_dead(w[1].slot, w[1].reg + 100), "{stale:#x}");
+    }
+
+    #[test]
+    fn reaping_parks_a_dead_writers_segment_and_keeps_its_items() {
+        let (e, w, _) = engine(6, 16, 64, 2, 1000);
+        let mut lane = Lane::default();
+        e.write(w[1], &mut lane, b"k", b"kept", None, Mode::Set)
+            .unwrap();
+        let seg = lane.seg.unwrap().seg;
+        assert_eq!(
+            ctl_state(e.mem.load(e.geo.seg_ctl_off(seg), Relaxed)),
+            Some(SegState::Open)
+        );
+        // Process 1 dies; process 0 reaps it (twice: a second reaper must be harmless).
+        assert_eq!(e.reap(w[0], w[1].slot, w[1].reg), 1);
+        assert_eq!(e.reap(w[0], w[1].slot, w[1].reg), 0);
+        assert_eq!(
+            ctl_state(e.mem.load(e.geo.seg_ctl_off(seg), Relaxed)),
+            Some(SegState::Parked)
+        );
+        assert_eq!(e.slot_reg(w[1].slot), 0);
+        let mut out = Vec::new();
+        assert!(e.get(w[0], b"k", &mut out).unwrap().is_some());
+        assert_eq!(out, b"kept");
+        // The parked segment is adopted by the next writer, after the dead one's items.
+        let mut lane0 = Lane::default();
+        e.write(w[0], &mut lane0, b"k2", b"v", None, Mode::Set)
+            .unwrap();
+        assert_eq!(lane0.seg.unwrap().seg, seg);
+        assert!(e.get(w[0], b"k", &mut Vec::new()).unwrap().is_some());
+    }
+
+    #[test]
+    fn an_evictor_killed_midway_is_finished_by_the_next() {
+        let (e, w, _) = engine(6, 16, 64, 2, 1000);
+        let mut lane = Lane::default();
+        for i in 0..20 {
+            e.write(
+                w[0],
+                &mut lane,
+                format!("k{i}").as_bytes(),
+                &[2; 100],
+                None,
+                Mode::Set,
+            )
+            .unwrap();
+        }
+        let seg = lane.seg.take().unwrap();
+        e.seal(w[0], seg);
+        // Process 1 starts evicting it, unlinks half the items, and dies.
+        let prev = e.take_for_walk(w[1], seg.seg).unwrap();
+        for i in 0..10 {
+            e.delete(w[1], format!("k{i}").as_bytes()).unwrap();
+        }
+        e.reap(w[0], w[1].slot, w[1].reg);
+        assert_eq!(
+            ctl_state(e.mem.load(e.geo.seg_ctl_off(seg.seg), Relaxed)),
+            Some(SegState::Sealed)
+        );
+        // The eviction is redone from the start by someone else; it is idempotent.
+        let prev2 = e.take_for_walk(w[0], seg.seg).unwrap();
+        assert_eq!(ctl_gen(prev2), ctl_gen(prev));
+        e.walk_segment(
+            w[0],
+            seg.seg,
+            ctl_gen(prev2),
+            crate::clock::Walk::Evict,
+            None,
+        );
+        e.free_segment(w[0], seg.seg, ctl_gen(prev2));
+        assert_eq!(e.stats().items, 0);
+        assert_eq!(
+            ctl_state(e.mem.load(e.geo.seg_ctl_off(seg.seg), Relaxed)),
+            Some(SegState::Free)
+        );
+    }
+}
