@@ -81,7 +81,9 @@ struct Model {
 
 impl Model {
     fn live(&self, k: u8) -> Option<&(Vec<u8>, Option<u64>, u64)> {
-        self.items.get(&k).filter(|(_, exp, _)| exp.is_none_or(|e| self.now < e))
+        self.items
+            .get(&k)
+            .filter(|(_, exp, _)| exp.is_none_or(|e| self.now < e))
     }
     fn put(&mut self, k: u8, v: Vec<u8>, ttl: Option<u8>) {
         self.version += 1;
@@ -101,8 +103,13 @@ fn ttl(t: Option<u8>) -> Option<Duration> {
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let d = TempDir::new("model");
     let clock = Arc::new(AtomicU64::new(4_000_000_000));
-    let c = Cache::create(d.arena(), &small(8 << 20)).unwrap().with_manual_clock(clock.clone());
-    let mut m = Model { now: 4_000_000_000, ..Model::default() };
+    let c = Cache::create(d.arena(), &small(8 << 20))
+        .unwrap()
+        .with_manual_clock(clock.clone());
+    let mut m = Model {
+        now: 4_000_000_000,
+        ..Model::default()
+    };
     for op in ops {
         match op {
             Op::Set(k, v, t) => {
@@ -133,13 +140,27 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Incr(k, d) | Op::Decr(k, d) => {
                 let decr = matches!(op, Op::Decr(..));
-                let got = if decr { c.decr(&key(k), d.into()) } else { c.incr(&key(k), d.into()) };
+                let got = if decr {
+                    c.decr(&key(k), d.into())
+                } else {
+                    c.incr(&key(k), d.into())
+                };
                 match m.live(k).cloned() {
                     None => prop_assert!(matches!(got, Ok(None)), "{:?}", got),
-                    Some((v, exp, _)) => match std::str::from_utf8(&v).ok().filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())).and_then(|s| s.parse::<u64>().ok()) {
+                    Some((v, exp, _)) => match std::str::from_utf8(&v)
+                        .ok()
+                        .filter(|s| {
+                            !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
+                        })
+                        .and_then(|s| s.parse::<u64>().ok())
+                    {
                         None => prop_assert!(matches!(got, Err(Error::NotANumber)), "{:?}", got),
                         Some(n) => {
-                            let n = if decr { n.saturating_sub(d.into()) } else { n.wrapping_add(d.into()) };
+                            let n = if decr {
+                                n.saturating_sub(d.into())
+                            } else {
+                                n.wrapping_add(d.into())
+                            };
                             prop_assert_eq!(got.unwrap(), Some(n));
                             m.version += 1;
                             let ver = m.version;
@@ -157,18 +178,25 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Ttl(k) => {
-                let want = m.live(k).map(|(_, e, _)| e.map(|e| Duration::from_secs(e - m.now)));
+                let want = m
+                    .live(k)
+                    .map(|(_, e, _)| e.map(|e| Duration::from_secs(e - m.now)));
                 prop_assert_eq!(c.ttl(&key(k)).unwrap(), want);
             }
             Op::Gets(k) => {
                 let got = c.gets(&key(k)).unwrap();
-                prop_assert_eq!(got.as_ref().map(|g| g.0.clone()), m.live(k).map(|x| x.0.clone()));
+                prop_assert_eq!(
+                    got.as_ref().map(|g| g.0.clone()),
+                    m.live(k).map(|x| x.0.clone())
+                );
                 if let (Some((_, t)), Some((_, _, ver))) = (got, m.live(k)) {
                     m.tokens.insert(k, (t, *ver));
                 }
             }
             Op::Cas(k, v) => {
-                let Some(&(t, ver)) = m.tokens.get(&k) else { continue };
+                let Some(&(t, ver)) = m.tokens.get(&k) else {
+                    continue;
+                };
                 let want = match m.live(k) {
                     None => CasOutcome::NotFound,
                     Some((_, _, cur)) if *cur == ver => CasOutcome::Stored,
@@ -188,11 +216,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     // Everything the model holds is there, and nothing else.
     let mut keys: Vec<Vec<u8>> = c.keys().collect();
     keys.sort();
-    let mut want: Vec<Vec<u8>> = m.items.keys().filter(|&&k| m.live(k).is_some()).map(|&k| key(k)).collect();
+    let mut want: Vec<Vec<u8>> = m
+        .items
+        .keys()
+        .filter(|&&k| m.live(k).is_some())
+        .map(|&k| key(k))
+        .collect();
     want.sort();
     prop_assert_eq!(keys, want);
     let s = c.stats();
-    prop_assert_eq!(s.totals.evictions + s.totals.index_evictions, 0, "the model assumes no eviction");
+    prop_assert_eq!(
+        s.totals.evictions + s.totals.index_evictions,
+        0,
+        "the model assumes no eviction"
+    );
     prop_assert_eq!(s.totals.corrupt, 0);
     Ok(())
 }

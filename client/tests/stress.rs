@@ -50,8 +50,16 @@ fn readers_never_see_torn_or_foreign_values_under_eviction() {
         t.join().unwrap();
     }
     let s = c.stats();
-    assert!(s.totals.evictions > 0, "the arena must be small enough to evict: {s:?}");
-    assert!(hits.load(Ordering::Relaxed) > 1000, "{} hits of {} reads", hits.load(Ordering::Relaxed), reads.load(Ordering::Relaxed));
+    assert!(
+        s.totals.evictions > 0,
+        "the arena must be small enough to evict: {s:?}"
+    );
+    assert!(
+        hits.load(Ordering::Relaxed) > 1000,
+        "{} hits of {} reads",
+        hits.load(Ordering::Relaxed),
+        reads.load(Ordering::Relaxed)
+    );
     assert_eq!(s.totals.corrupt, 0);
     for k in c.keys() {
         let v = c.get(&k).unwrap();
@@ -83,7 +91,11 @@ fn concurrent_adds_of_one_key_succeed_once() {
             .sum();
         assert_eq!(wins, 1, "round {round}");
         assert!(c.delete(&key).unwrap());
-        assert_eq!(c.get(&key).unwrap(), None, "a delete must not expose a second copy");
+        assert_eq!(
+            c.get(&key).unwrap(),
+            None,
+            "a delete must not expose a second copy"
+        );
     }
 }
 
@@ -101,7 +113,8 @@ fn increments_from_many_threads_are_never_lost() {
                 for i in 0..per {
                     assert!(c.incr(b"ctr", 1).unwrap().is_some());
                     // Churn other keys so segments fill, seal and get evicted meanwhile.
-                    c.set(format!("f{t}-{i}").as_bytes(), &filler, None).unwrap();
+                    c.set(format!("f{t}-{i}").as_bytes(), &filler, None)
+                        .unwrap();
                     // Keep the counter referenced so CLOCK copies it forward.
                     c.get(b"ctr").unwrap();
                 }
@@ -112,5 +125,8 @@ fn increments_from_many_threads_are_never_lost() {
         t.join().unwrap();
     }
     assert!(c.stats().totals.evictions > 0);
-    assert_eq!(c.get(b"ctr").unwrap().as_deref(), Some(format!("{}", 4 * per).as_bytes()));
+    assert_eq!(
+        c.get(b"ctr").unwrap().as_deref(),
+        Some(format!("{}", 4 * per).as_bytes())
+    );
 }
