@@ -1,1 +1,352 @@
-fn main() {}
+//! Single-threaded cost of a larder GET/SET, next to two reference points measured in the
+//! same run so the printed ratios are meaningful:
+//!
+//! * the *floor*: a bare, unsynchronised open-addressed table (linear probing, key and value
+//!   inline in 128-byte slots, FNV-1a) in a `MAP_SHARED` mapping of a file under /dev/shm;
+//!   whatever larder costs above it is the price of its protocol (validation, atomics, CLOCK);
+//! * an in-process `RwLock<HashMap<Vec<u8>, Vec<u8>>>`, the usual thing larder replaces.
+//!
+//! Workload: 100 000 keys of 12 bytes, 100-byte values, uniform random keys from a seeded
+//! sequence shared by every system; one warm-up round, then the median of several rounds.
+//!
+//! `LARDER_BENCH_OPS` sets the operations per round (default 1 000 000). When the binary is
+//! run with `--test` or `--list`, or without `--bench` (that is, by `cargo test`), it runs a
+//! tiny version and exits, so test runs stay fast.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::Instant;
+
+use memmap2::MmapMut;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const NKEYS: usize = 100_000;
+const KEY_LEN: usize = 12;
+const VALUE_LEN: usize = 100;
+const DEFAULT_OPS: usize = 1_000_000;
+const QUICK_OPS: usize = 1_000;
+const ROUNDS: usize = 5;
+const SEED: u64 = 0x5eed_1a7d_e700_0001;
+const ARENA_BYTES: u64 = 64 << 20;
+
+type Key = [u8; KEY_LEN];
+
+/// `prefix` is 3 bytes, so `"key"` gives `key:00000042`.
+fn make_key(prefix: &str, i: usize) -> Key {
+    let s = format!("{prefix}:{i:08}");
+    let mut k = [0u8; KEY_LEN];
+    k.copy_from_slice(s.as_bytes());
+    k
+}
+
+fn make_value(i: usize) -> [u8; VALUE_LEN] {
+    std::array::from_fn(|j| (i.wrapping_mul(31).wrapping_add(j) % 251) as u8)
+}
+
+// ---------------------------------------------------------------------------------------
+// The floor: a plain linear-probing table in a shared file mapping.
+
+/// Slot layout: byte 0 key length (0 = empty), bytes 2..4 value length (LE u16),
+/// bytes 4..20 key, bytes 20..128 value.
+const SLOT: usize = 128;
+const SLOT_KEY: usize = 4;
+const SLOT_KEY_MAX: usize = 16;
+const SLOT_VAL: usize = SLOT_KEY + SLOT_KEY_MAX;
+const SLOT_VAL_MAX: usize = SLOT - SLOT_VAL;
+
+struct FloorTable {
+    map: MmapMut,
+    shift: u32,
+    mask: usize,
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl FloorTable {
+    /// A table of `slots` slots (a power of two) in a new file at `path`.
+    fn create(path: &Path, slots: usize) -> std::io::Result<FloorTable> {
+        assert!(slots.is_power_of_two());
+        let file: File = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        file.set_len((slots * SLOT) as u64)?;
+        // SAFETY: the file was just created with `create_new` under a name unique to this
+        // process, and nothing else opens, truncates or writes it while it is mapped, so the
+        // mapping's contents only change through this `MmapMut`.
+        let map = unsafe { MmapMut::map_mut(&file)? };
+        Ok(FloorTable {
+            map,
+            shift: 64 - slots.trailing_zeros(),
+            mask: slots - 1,
+        })
+    }
+
+    #[inline]
+    fn home(&self, key: &[u8]) -> usize {
+        // Fibonacci hashing of the FNV value: take the well-mixed high bits.
+        (fnv1a(key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    fn insert(&mut self, key: &[u8], value: &[u8]) {
+        assert!(!key.is_empty() && key.len() <= SLOT_KEY_MAX && value.len() <= SLOT_VAL_MAX);
+        let mut i = self.home(key);
+        loop {
+            let s = &mut self.map[i * SLOT..(i + 1) * SLOT];
+            let kl = usize::from(s[0]);
+            if kl == 0 || (kl == key.len() && &s[SLOT_KEY..SLOT_KEY + kl] == key) {
+                s[0] = key.len() as u8;
+                s[2..4].copy_from_slice(&(value.len() as u16).to_le_bytes());
+                s[SLOT_KEY..SLOT_KEY + key.len()].copy_from_slice(key);
+                s[SLOT_VAL..SLOT_VAL + value.len()].copy_from_slice(value);
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    #[inline]
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
+        let mut i = self.home(key);
+        loop {
+            let s = &self.map[i * SLOT..(i + 1) * SLOT];
+            let kl = usize::from(s[0]);
+            if kl == 0 {
+                return false;
+            }
+            if kl == key.len() && &s[SLOT_KEY..SLOT_KEY + kl] == key {
+                let vl = usize::from(u16::from_le_bytes([s[2], s[3]]));
+                out.extend_from_slice(&s[SLOT_VAL..SLOT_VAL + vl]);
+                return true;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness.
+
+/// Removes the files it names when dropped (also on a panic).
+struct TempFiles(Vec<PathBuf>);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn scratch_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Runs `round` once to warm up, then `rounds` times timed; returns the median ns/op and
+/// the value the last round returned (its hit count, checked by the caller).
+fn measure(ops: usize, rounds: usize, mut round: impl FnMut() -> u64) -> (f64, u64) {
+    black_box(round());
+    let mut last = 0;
+    let mut per_op: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            last = black_box(round());
+            t.elapsed().as_nanos() as f64 / ops as f64
+        })
+        .collect();
+    per_op.sort_by(f64::total_cmp);
+    (per_op[per_op.len() / 2], last)
+}
+
+fn check(name: &str, got: u64, want: u64) {
+    assert_eq!(got, want, "{name}: {got} hits per round, expected {want}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let env_ops = std::env::var("LARDER_BENCH_OPS").ok().map(|s| {
+        s.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("LARDER_BENCH_OPS={s:?} is not a positive integer"))
+    });
+    let quick = has("--test") || has("--list") || (!has("--bench") && env_ops.is_none());
+    let ops = if quick {
+        QUICK_OPS
+    } else {
+        env_ops.unwrap_or(DEFAULT_OPS)
+    };
+    let rounds = ROUNDS;
+
+    let keys: Vec<Key> = (0..NKEYS).map(|i| make_key("key", i)).collect();
+    let absent: Vec<Key> = (0..NKEYS).map(|i| make_key("nok", i)).collect();
+    let values: Vec<[u8; VALUE_LEN]> = (0..NKEYS).map(make_value).collect();
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let seq: Vec<u32> = (0..ops).map(|_| rng.gen_range(0..NKEYS as u32)).collect();
+
+    let dir = scratch_dir();
+    let pid = std::process::id();
+    let floor_path = dir.join(format!("larder-bench-{pid}-floor"));
+    let arena_path = dir.join(format!("larder-bench-{pid}-arena"));
+    for p in [&floor_path, &arena_path] {
+        let _ = std::fs::remove_file(p);
+    }
+    let _cleanup = TempFiles(vec![floor_path.clone(), arena_path.clone()]);
+
+    // Populate every system with the same data.
+    let mut floor =
+        FloorTable::create(&floor_path, (NKEYS * 2).next_power_of_two()).expect("floor table");
+    for (k, v) in keys.iter().zip(&values) {
+        floor.insert(k, v);
+    }
+    let cache = larder::Cache::create(&arena_path, &larder::Config::new(ARENA_BYTES))
+        .expect("creating the larder arena");
+    for (k, v) in keys.iter().zip(&values) {
+        cache.set(k, v, None).expect("larder set (populate)");
+    }
+    let locked: RwLock<HashMap<Vec<u8>, Vec<u8>>> = RwLock::new(
+        keys.iter()
+            .zip(&values)
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect(),
+    );
+
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let n = ops as u64;
+
+    let (floor_ns, hits) = measure(ops, rounds, || {
+        let mut hits = 0;
+        for &i in &seq {
+            buf.clear();
+            hits += u64::from(floor.get_into(black_box(&keys[i as usize]), &mut buf));
+            black_box(&buf);
+        }
+        hits
+    });
+    check("floor get", hits, n);
+
+    let (larder_get_ns, hits) = measure(ops, rounds, || {
+        let mut hits = 0;
+        for &i in &seq {
+            buf.clear();
+            let hit = cache
+                .get_into(black_box(&keys[i as usize]), &mut buf)
+                .expect("larder get_into");
+            hits += u64::from(hit);
+            black_box(&buf);
+        }
+        hits
+    });
+    check("larder get_into", hits, n);
+
+    let (rwlock_ns, hits) = measure(ops, rounds, || {
+        let mut hits = 0;
+        for &i in &seq {
+            buf.clear();
+            let map = locked.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = map.get(black_box(&keys[i as usize][..])) {
+                buf.extend_from_slice(v);
+                hits += 1;
+            }
+            drop(map);
+            black_box(&buf);
+        }
+        hits
+    });
+    check("RwLock<HashMap> get", hits, n);
+
+    let (miss_ns, hits) = measure(ops, rounds, || {
+        let mut hits = 0;
+        for &i in &seq {
+            buf.clear();
+            let hit = cache
+                .get_into(black_box(&absent[i as usize]), &mut buf)
+                .expect("larder get_into (miss)");
+            hits += u64::from(hit);
+        }
+        hits
+    });
+    check("larder get miss", hits, 0);
+
+    let mut val = values[0];
+    let mut stamp: u64 = 0;
+    let (set_ns, _) = measure(ops, rounds, || {
+        for &i in &seq {
+            // A different value each time, so every set is a real overwrite.
+            stamp += 1;
+            val[..8].copy_from_slice(&stamp.to_le_bytes());
+            cache
+                .set(black_box(&keys[i as usize]), &val, None)
+                .expect("larder set (overwrite)");
+        }
+        0
+    });
+
+    // After the overwrite rounds every key should still be there (the live set is ~13 MB
+    // in a 64 MiB arena); report it if the log's eviction dropped any.
+    let present = keys
+        .iter()
+        .filter(|k| {
+            buf.clear();
+            cache.get_into(&k[..], &mut buf).expect("larder get_into")
+        })
+        .count();
+    let stats = cache.stats();
+
+    let mode = if quick { " (quick run)" } else { "" };
+    println!(
+        "larder engine bench{mode}: {NKEYS} keys of {KEY_LEN} B, {VALUE_LEN} B values, 1 thread, \
+         median of {rounds} rounds x {ops} ops, arena {} MiB in {}",
+        ARENA_BYTES >> 20,
+        dir.display()
+    );
+    println!("{:<34} {:>9} {:>9}", "system", "ns/op", "x floor");
+    for (name, ns) in [
+        ("floor (shm open addressing) get", floor_ns),
+        ("larder get_into", larder_get_ns),
+        ("RwLock<HashMap> get", rwlock_ns),
+        ("larder set (overwrite)", set_ns),
+        ("larder get miss", miss_ns),
+    ] {
+        println!("{name:<34} {ns:>9.1} {:>9.2}", ns / floor_ns);
+    }
+    println!();
+    println!("larder get_into / floor = {:.2}", larder_get_ns / floor_ns);
+    println!(
+        "larder get_into / RwLock<HashMap> = {:.2}",
+        larder_get_ns / rwlock_ns
+    );
+    println!("larder set ns/op = {set_ns:.0}");
+    println!(
+        "after sets: {present}/{NKEYS} keys present; items {}, evictions {}, index evictions {}, \
+         rejected {}, torn retries {}, corrupt {}",
+        stats.items,
+        stats.totals.evictions,
+        stats.totals.index_evictions,
+        stats.totals.rejected,
+        stats.totals.torn_retries,
+        stats.totals.corrupt
+    );
+
+    drop(cache);
+    drop(floor);
+}

@@ -107,7 +107,7 @@ fn mixed(cache: &Cache, seed: u64, millis: u64, set_pct: u32) -> Result<(), Stri
     let mut n = 0u64;
     loop {
         n += 1;
-        if n % 64 == 0 {
+        if n.is_multiple_of(64) {
             if let Some(d) = deadline {
                 if Instant::now() >= d {
                     break;
