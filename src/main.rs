@@ -42,8 +42,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,19 +72,34 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let path = args.arena.clone().unwrap_or_else(larder::default_arena_path);
+    let path = args
+        .arena
+        .clone()
+        .unwrap_or_else(larder::default_arena_path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new().recursive(true).mode(0o770).create(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o770)
+            .create(dir)
+            .with_context(|| format!("creating directory {}", dir.display()))?;
     }
     let _lock = take_daemon_lock(&path)?;
     let max_value = u32::try_from(args.max_value).context("--max-value must be below 4 GiB")?;
-    let config = Config::new(args.size).max_key_len(args.max_key).max_value_len(max_value).mode(args.mode);
+    let config = Config::new(args.size)
+        .max_key_len(args.max_key)
+        .max_value_len(max_value)
+        .mode(args.mode);
     let cache = attach_or_create(&path, &config)?;
     cache.mark_daemon_attached(std::process::id());
     let reaped = cache.reclaim_dead_clients()?;
     let info = cache.info();
     tracing::info!(arena = %path.display(), size = info.arena_size, segments = info.segments, generation = info.generation, reaped, "larderd ready");
-    println!("larderd: arena {} ({} bytes), pid {}", path.display(), info.arena_size, std::process::id());
+    println!(
+        "larderd: arena {} ({} bytes), pid {}",
+        path.display(),
+        info.arena_size,
+        std::process::id()
+    );
     let _ = std::io::stdout().flush();
     notify("READY=1");
 
@@ -92,7 +111,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             let r = cache.sweep_expired(64)?;
             let reaped = cache.reclaim_dead_clients()?;
             if r.freed > 0 || reaped > 0 {
-                tracing::debug!(segments = r.segments, freed = r.freed, reaped, "maintenance");
+                tracing::debug!(
+                    segments = r.segments,
+                    freed = r.freed,
+                    reaped,
+                    "maintenance"
+                );
             }
             next_sweep = now + args.sweep_interval;
         }
@@ -122,7 +146,9 @@ fn attach_or_create(path: &Path, config: &Config) -> anyhow::Result<Cache> {
             tracing::warn!(old = %aside.display(), "existing arena has another size; moved aside");
         }
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e @ (Error::NotAnArena { .. } | Error::BadArena { .. } | Error::LayoutVersion { .. })) => {
+        Err(
+            e @ (Error::NotAnArena { .. } | Error::BadArena { .. } | Error::LayoutVersion { .. }),
+        ) => {
             let aside = move_aside(path)?;
             tracing::warn!(error = %e, old = %aside.display(), "unusable arena moved aside; starting empty");
         }
@@ -132,7 +158,9 @@ fn attach_or_create(path: &Path, config: &Config) -> anyhow::Result<Cache> {
 }
 
 fn move_aside(path: &Path) -> anyhow::Result<PathBuf> {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let aside = path.with_extension(format!("bad-{stamp}"));
     std::fs::rename(path, &aside).with_context(|| format!("moving {} aside", path.display()))?;
     Ok(aside)
@@ -191,7 +219,10 @@ impl Signals {
 
     /// Waits up to `d` for a stop signal; returns its number.
     fn wait(&self, d: Duration) -> anyhow::Result<Option<i32>> {
-        let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+        let ts = libc::timespec {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        };
         // SAFETY: the set was initialised in block(); info may be null; ts is valid.
         let sig = unsafe { libc::sigtimedwait(&self.0, std::ptr::null_mut(), &ts) };
         if sig < 0 {
@@ -207,9 +238,13 @@ impl Signals {
 
 /// sd_notify: one datagram to $NOTIFY_SOCKET, if systemd (or a test) gave us one.
 fn notify(msg: &str) {
-    let Some(sock) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(sock) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let sock = PathBuf::from(sock);
-    let Ok(s) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Ok(s) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     if let Err(e) = s.send_to(msg.as_bytes(), &sock) {
         tracing::warn!(error = %e, socket = %sock.display(), "sd_notify failed");
     }

@@ -37,7 +37,8 @@ fn start(dir: &Path, arena: &Path) -> Daemon {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let sock_path = dir.join(format!("notify-{n}"));
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_larderd"))
         .env("LARDER_ARENA", arena)
         .env("LARDER_SIZE", "8MiB")
@@ -49,7 +50,9 @@ fn start(dir: &Path, arena: &Path) -> Daemon {
         .unwrap();
     let d = Daemon { child };
     let mut buf = [0u8; 256];
-    let n = sock.recv(&mut buf).expect("READY=1 from larderd within 20 s");
+    let n = sock
+        .recv(&mut buf)
+        .expect("READY=1 from larderd within 20 s");
     assert_eq!(&buf[..n], b"READY=1");
     let _ = std::fs::remove_file(&sock_path);
     d
@@ -68,7 +71,8 @@ fn warm_restart_after_sigterm_and_after_sigkill_keeps_every_key() {
     {
         let c = larder::Cache::open(&arena).unwrap();
         for i in 0..500 {
-            c.set(format!("k{i}").as_bytes(), format!("v{i}").as_bytes(), None).unwrap();
+            c.set(format!("k{i}").as_bytes(), format!("v{i}").as_bytes(), None)
+                .unwrap();
         }
         assert_eq!(c.info().daemon_pid, d.child.id());
     }
@@ -83,14 +87,20 @@ fn warm_restart_after_sigterm_and_after_sigkill_keeps_every_key() {
     let c = larder::Cache::open(&arena).unwrap();
     assert!(!c.info().clean);
     for i in 0..500 {
-        assert_eq!(c.get(format!("k{i}").as_bytes()).unwrap(), Some(format!("v{i}").into_bytes()));
+        assert_eq!(
+            c.get(format!("k{i}").as_bytes()).unwrap(),
+            Some(format!("v{i}").into_bytes())
+        );
     }
     signal(&d, libc::SIGKILL);
     let _ = d.child.wait();
     drop(d);
     let _d = start(&dir.0, &arena);
     for i in 0..500 {
-        assert_eq!(c.get(format!("k{i}").as_bytes()).unwrap(), Some(format!("v{i}").into_bytes()));
+        assert_eq!(
+            c.get(format!("k{i}").as_bytes()).unwrap(),
+            Some(format!("v{i}").into_bytes())
+        );
     }
     assert_eq!(c.info().generation, 3);
 }
@@ -100,7 +110,12 @@ fn a_second_daemon_is_refused_with_exit_code_2() {
     let dir = tempdir("second");
     let arena = dir.0.join("arena");
     let d = start(&dir.0, &arena);
-    let out = Command::new(env!("CARGO_BIN_EXE_larderd")).env("LARDER_ARENA", &arena).env("LARDER_SIZE", "8MiB").env("LARDER_MAX_VALUE", "4KiB").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_larderd"))
+        .env("LARDER_ARENA", &arena)
+        .env("LARDER_SIZE", "8MiB")
+        .env("LARDER_MAX_VALUE", "4KiB")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("pid {}", d.child.id())), "{err}");
@@ -113,15 +128,29 @@ fn a_file_that_is_not_an_arena_is_moved_aside_not_deleted() {
     std::fs::write(&arena, b"precious data that is not an arena").unwrap();
     let _d = start(&dir.0, &arena);
     larder::Cache::open(&arena).unwrap();
-    let aside: Vec<_> = std::fs::read_dir(&dir.0).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("arena.bad-")).collect();
+    let aside: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("arena.bad-"))
+        .collect();
     assert_eq!(aside.len(), 1);
-    assert_eq!(std::fs::read(aside[0].path()).unwrap(), b"precious data that is not an arena");
+    assert_eq!(
+        std::fs::read(aside[0].path()).unwrap(),
+        b"precious data that is not an arena"
+    );
 }
 
 #[test]
 fn bad_arguments_are_clear_errors() {
-    for args in [&["--size", "lots"][..], &["--sweep-interval", "5y"], &["--mode", "999"]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_larderd")).args(args).output().unwrap();
+    for args in [
+        &["--size", "lots"][..],
+        &["--sweep-interval", "5y"],
+        &["--mode", "999"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_larderd"))
+            .args(args)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
     }

@@ -100,7 +100,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let v = match value.as_deref() {
                 None | Some("-") => {
                     let mut b = Vec::new();
-                    std::io::stdin().read_to_end(&mut b).context("reading the value from stdin")?;
+                    std::io::stdin()
+                        .read_to_end(&mut b)
+                        .context("reading the value from stdin")?;
                     b
                 }
                 Some(v) => v.as_bytes().to_vec(),
@@ -114,8 +116,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             return Ok(any);
         }
-        Cmd::Incr { key, n } => return print_num(&mut out, cache.incr(key.as_bytes(), n.unwrap_or(1))?),
-        Cmd::Decr { key, n } => return print_num(&mut out, cache.decr(key.as_bytes(), n.unwrap_or(1))?),
+        Cmd::Incr { key, n } => {
+            return print_num(&mut out, cache.incr(key.as_bytes(), n.unwrap_or(1))?)
+        }
+        Cmd::Decr { key, n } => {
+            return print_num(&mut out, cache.decr(key.as_bytes(), n.unwrap_or(1))?)
+        }
         Cmd::Ttl { key } => match cache.ttl(key.as_bytes())? {
             None => return Ok(false),
             Some(None) => writeln!(out, "-1")?,
@@ -147,7 +153,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             writeln!(out, "reclaimed       {}", t.reclaimed)?;
             writeln!(out, "processes       {}", s.processes.len())?;
             for p in &s.processes {
-                writeln!(out, "  pid {:>7}  slot {:>3}  hits {}  misses {}  sets {}", p.pid, p.slot, p.counters.hits, p.counters.misses, p.counters.sets)?;
+                writeln!(
+                    out,
+                    "  pid {:>7}  slot {:>3}  hits {}  misses {}  sets {}",
+                    p.pid, p.slot, p.counters.hits, p.counters.misses, p.counters.sets
+                )?;
             }
         }
         Cmd::Info => {
@@ -155,11 +165,27 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             writeln!(out, "arena           {}", i.path.display())?;
             writeln!(out, "size            {}", i.arena_size)?;
             writeln!(out, "layout_version  {}", i.layout_version)?;
-            writeln!(out, "segments        {} x {} bytes", i.segments, i.segment_size)?;
-            writeln!(out, "limits          key {} bytes, value {} bytes", i.max_key, i.max_value)?;
+            writeln!(
+                out,
+                "segments        {} x {} bytes",
+                i.segments, i.segment_size
+            )?;
+            writeln!(
+                out,
+                "limits          key {} bytes, value {} bytes",
+                i.max_key, i.max_value
+            )?;
             writeln!(out, "generation      {}", i.generation)?;
             writeln!(out, "clean           {}", i.clean)?;
-            writeln!(out, "daemon_pid      {}", if i.daemon_pid == 0 { "none".to_string() } else { i.daemon_pid.to_string() })?;
+            writeln!(
+                out,
+                "daemon_pid      {}",
+                if i.daemon_pid == 0 {
+                    "none".to_string()
+                } else {
+                    i.daemon_pid.to_string()
+                }
+            )?;
         }
     }
     Ok(true)
