@@ -291,7 +291,11 @@ const _: () = assert!(ITEM_HEADER_SIZE == 16);
 /// Largest key the item header can describe (`key_len` is 8 bits).
 pub const KEY_LEN_LIMIT: u32 = 255;
 /// Smallest and largest segment sizes a layout may use.
+#[cfg(not(larder_loom))]
 pub const MIN_SEG_SHIFT: u32 = 16;
+/// Loom models use 128-byte segments so that a whole arena is a few hundred atomics.
+#[cfg(larder_loom)]
+pub const MIN_SEG_SHIFT: u32 = 7;
 pub const MAX_SEG_SHIFT: u32 = 30;
 /// Largest arena the 35-bit `loc` (in 8-byte units) can address.
 pub const MAX_ARENA_SIZE: u64 = (1 << LOC_BITS) * 8;

@@ -43,6 +43,10 @@ mod stats;
 mod sync;
 #[cfg(any(test, larder_loom))]
 mod testkit;
+#[cfg(all(test, not(larder_loom)))]
+mod crash_tests;
+#[cfg(all(test, larder_loom))]
+mod loom_tests;
 
 #[cfg(not(larder_loom))]
 pub use arena::{default_arena_path, Config};

@@ -4,7 +4,8 @@ use crate::engine::{Engine, Liveness, Who};
 use crate::layout::{
     Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_ARENA_SIZE,
 };
-use crate::mem::VecMem;
+use crate::mem::{Mem, VecMem};
+use crate::sync::AtomicU64;
 
 /// Liveness decided by the test: a bit per slot, set = dead (the kernel dropped its lock).
 #[derive(Default)]
@@ -17,23 +18,10 @@ impl Liveness for TestLiveness {
     }
 }
 
-/// An engine with `nsegs` segments of 2^seg_shift bytes and `nbuckets` buckets, and `nprocs`
-/// registered processes. Returns the engine, the processes, and the dead-slot mask.
-pub(crate) fn engine(
-    nsegs: u32,
-    seg_shift: u32,
-    nbuckets: u64,
-    nprocs: u32,
-    max_value: u32,
-) -> (
-    Engine<VecMem>,
-    Vec<Who>,
-    std::sync::Arc<std::sync::atomic::AtomicU64>,
-) {
-    let g = Geometry::from_counts(MAX_ARENA_SIZE, seg_shift, nsegs, nprocs, nbuckets, 0, 0)
-        .expect("counts");
-    let g = Geometry::from_counts(g.segs_end(), seg_shift, nsegs, nprocs, nbuckets, 0, 0)
-        .expect("counts");
+/// The parameters of a small heap arena.
+pub(crate) fn tiny(nsegs: u32, seg_shift: u32, nbuckets: u64, nprocs: u32, max_value: u32) -> (Params, Geometry) {
+    let g = Geometry::from_counts(MAX_ARENA_SIZE, seg_shift, nsegs, nprocs, nbuckets, 0, 0).expect("counts");
+    let g = Geometry::from_counts(g.segs_end(), seg_shift, nsegs, nprocs, nbuckets, 0, 0).expect("counts");
     let p = Params {
         magic: MAGIC,
         layout_version: LAYOUT_VERSION,
@@ -57,17 +45,58 @@ pub(crate) fn engine(
         index_off: g.index_off,
         segs_off: g.segs_off,
     };
+    (p, g)
+}
+
+/// An engine with `nsegs` segments of 2^seg_shift bytes and `nbuckets` buckets, and `nprocs`
+/// registered processes. Returns the engine, the processes, and the dead-slot mask.
+pub(crate) fn engine(nsegs: u32, seg_shift: u32, nbuckets: u64, nprocs: u32, max_value: u32) -> (Engine<VecMem>, Vec<Who>, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let (p, g) = tiny(nsegs, seg_shift, nbuckets, nprocs, max_value);
     let dead = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let eng = Engine::new(
-        VecMem::new(g.arena_size),
-        &p,
-        g,
-        Box::new(TestLiveness(dead.clone())),
-    );
-    let whos = (0..nprocs)
-        .map(|s| eng.claim_slot(s, 1000 + s, 0).expect("free slot"))
-        .collect();
+    let eng = Engine::new(VecMem::new(g.arena_size), &p, g, Box::new(TestLiveness(dead.clone())));
+    let whos = (0..nprocs).map(|s| eng.claim_slot(s, 1000 + s, 0).expect("free slot")).collect();
     (eng, whos, dead)
+}
+
+/// Memory shared by several engines (one per simulated process).
+#[derive(Clone)]
+pub(crate) struct Shared(pub std::sync::Arc<VecMem>);
+
+impl Mem for Shared {
+    #[inline]
+    fn word(&self, off: u64) -> &AtomicU64 {
+        self.0.word(off)
+    }
+}
+
+/// The payload of the unwind that ends a "killed" process mid-operation.
+pub(crate) struct Killed;
+
+/// A process that is SIGKILLed after its `budget`-th access to the arena: the access is not
+/// performed and the thread unwinds with [`Killed`] (no panic hook runs).
+pub(crate) struct KillMem {
+    pub inner: std::sync::Arc<VecMem>,
+    pub budget: std::sync::atomic::AtomicU64,
+}
+
+impl Mem for KillMem {
+    #[inline]
+    fn word(&self, off: u64) -> &AtomicU64 {
+        // Relaxed: a per-process step counter, touched by one thread.
+        if self.budget.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            std::panic::resume_unwind(Box::new(Killed));
+        }
+        self.inner.word(off)
+    }
+}
+
+/// Runs `f`, which may be "killed"; returns `true` if it ran to completion.
+pub(crate) fn survives(f: impl FnOnce()) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(()) => true,
+        Err(e) if e.is::<Killed>() => false,
+        Err(e) => std::panic::resume_unwind(e),
+    }
 }
 
 #[cfg(all(test, not(larder_loom)))]
@@ -78,7 +107,6 @@ mod tests {
     use crate::layout::{
         ctl_gen, ctl_state, seg_ctl, slot_loc, Counter, SegState, B_LOCK, PS_COUNTERS,
     };
-    use crate::mem::Mem;
     use crate::sync::Ordering::Relaxed;
 
     fn counter(e: &Engine<VecMem>, who: Who, c: Counter) -> u64 {
