@@ -27,17 +27,38 @@ fn world() -> World {
     let (p, g) = tiny(8, 16, 4, 2, 200);
     let mem = Arc::new(VecMem::new(g.arena_size));
     let dead = Arc::new(AtomicU64::new(0));
-    let b = Engine::new(Shared(mem.clone()), &p, g, Box::new(TestLiveness(dead.clone())));
+    let b = Engine::new(
+        Shared(mem.clone()),
+        &p,
+        g,
+        Box::new(TestLiveness(dead.clone())),
+    );
     let aw = b.claim_slot(0, 1, 0).unwrap();
     let bw = b.claim_slot(1, 2, 0).unwrap();
-    World { mem, p, g, dead, b, bw, aw }
+    World {
+        mem,
+        p,
+        g,
+        dead,
+        b,
+        bw,
+        aw,
+    }
 }
 
 impl World {
     /// Process A, which dies after `budget` arena accesses.
     fn victim(&self, budget: u64) -> Engine<KillMem> {
-        let m = KillMem { inner: self.mem.clone(), budget: AtomicU64::new(budget) };
-        Engine::new(m, &self.p, self.g, Box::new(TestLiveness(self.dead.clone())))
+        let m = KillMem {
+            inner: self.mem.clone(),
+            budget: AtomicU64::new(budget),
+        };
+        Engine::new(
+            m,
+            &self.p,
+            self.g,
+            Box::new(TestLiveness(self.dead.clone())),
+        )
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
@@ -46,7 +67,9 @@ impl World {
     }
 
     fn set(&self, key: &[u8], v: &[u8], lane: &mut Lane) {
-        self.b.write(self.bw, lane, key, v, None, Mode::Set).unwrap();
+        self.b
+            .write(self.bw, lane, key, v, None, Mode::Set)
+            .unwrap();
     }
 
     /// A is dead: the kernel dropped its lock; B reaps it.
@@ -62,7 +85,10 @@ impl World {
         for seg in 0..self.g.nsegs {
             let c = e.mem.load(self.g.seg_ctl_off(seg), Relaxed);
             let st = ctl_state(c).expect("valid state");
-            assert!(!(matches!(st, SegState::Open | SegState::Evicting) && c as u32 == self.aw.reg), "segment {seg} still owned by the dead: {st:?}");
+            assert!(
+                !(matches!(st, SegState::Open | SegState::Evicting) && c as u32 == self.aw.reg),
+                "segment {seg} still owned by the dead: {st:?}"
+            );
         }
         // Every slot reads as a valid item, and no key is in two slots.
         let mut keys = Vec::new();
@@ -72,7 +98,12 @@ impl World {
         keys.dedup();
         assert_eq!(keys.len(), n, "a key is in two slots");
         // Every segment can be walked without meeting damage.
-        let corrupt = |e: &Engine<Shared>| e.mem.load(self.g.proc_off(self.bw.slot) + PS_COUNTERS + Counter::Corrupt as u64 * 8, Relaxed);
+        let corrupt = |e: &Engine<Shared>| {
+            e.mem.load(
+                self.g.proc_off(self.bw.slot) + PS_COUNTERS + Counter::Corrupt as u64 * 8,
+                Relaxed,
+            )
+        };
         let before = corrupt(e);
         e.sweep_expired(self.bw, self.g.nsegs);
         assert_eq!(corrupt(e), before, "a walk met damaged bytes");
@@ -95,7 +126,11 @@ impl World {
 }
 
 /// Runs `op` in process A killed at every step in turn; `check(world, completed)` after each.
-fn at_every_step(setup: impl Fn(&World), op: impl Fn(&Engine<KillMem>, Who, &mut Lane), check: impl Fn(&World, bool)) {
+fn at_every_step(
+    setup: impl Fn(&World),
+    op: impl Fn(&Engine<KillMem>, Who, &mut Lane),
+    check: impl Fn(&World, bool),
+) {
     for budget in 0.. {
         let w = world();
         setup(&w);
@@ -106,7 +141,10 @@ fn at_every_step(setup: impl Fn(&World), op: impl Fn(&Engine<KillMem>, Who, &mut
         check(&w, done);
         w.check_consistent();
         if done {
-            assert!(budget > 3, "the operation should take more than a few steps");
+            assert!(
+                budget > 3,
+                "the operation should take more than a few steps"
+            );
             return;
         }
     }
@@ -117,7 +155,8 @@ fn overwrite_killed_at_every_step() {
     at_every_step(
         |w| w.set(b"k", b"old value", &mut Lane::default()),
         |a, who, lane| {
-            a.write(who, lane, b"k", b"new value!", None, Mode::Set).unwrap();
+            a.write(who, lane, b"k", b"new value!", None, Mode::Set)
+                .unwrap();
         },
         |w, done| {
             let v = w.get(b"k").expect("an overwrite never loses the key");
@@ -135,7 +174,10 @@ fn insert_killed_at_every_step() {
         },
         |w, done| {
             let v = w.get(b"k");
-            assert!(v.as_deref() == Some(b"v") || (!done && v.is_none()), "{v:?}");
+            assert!(
+                v.as_deref() == Some(b"v") || (!done && v.is_none()),
+                "{v:?}"
+            );
             assert_eq!(w.get(b"other").as_deref(), Some(&b"x"[..]));
         },
     );
@@ -164,7 +206,10 @@ fn delete_killed_at_every_step() {
         },
         |w, done| {
             let v = w.get(b"k");
-            assert!(v.is_none() || (!done && v.as_deref() == Some(b"v")), "{v:?}");
+            assert!(
+                v.is_none() || (!done && v.as_deref() == Some(b"v")),
+                "{v:?}"
+            );
         },
     );
 }
@@ -194,7 +239,11 @@ fn eviction_killed_at_every_step() {
                     None => assert!(i >= 6, "hot key {k} lost"),
                 }
                 if done && i >= 6 {
-                    assert_eq!(w.get(k.as_bytes()), None, "cold key {k} survived a completed eviction");
+                    assert_eq!(
+                        w.get(k.as_bytes()),
+                        None,
+                        "cold key {k} survived a completed eviction"
+                    );
                 }
             }
         },
@@ -209,7 +258,9 @@ fn registration_and_reaping_killed_at_every_step() {
         let mut lane = Lane::default();
         // A holds an open segment with a published item, then dies.
         let a_full = w.victim(u64::MAX);
-        a_full.write(w.aw, &mut lane, b"k", b"v", None, Mode::Set).unwrap();
+        a_full
+            .write(w.aw, &mut lane, b"k", b"v", None, Mode::Set)
+            .unwrap();
         w.dead.store(1 << w.aw.slot, Relaxed);
         // Reaper C dies after `budget` steps; B finishes.
         let c = w.victim(budget);

@@ -30,12 +30,16 @@ mod arena;
 #[cfg(not(larder_loom))]
 mod cache;
 mod clock;
+#[cfg(all(test, not(larder_loom)))]
+mod crash_tests;
 mod engine;
 mod error;
 mod expiry;
 mod index;
 mod item;
 pub mod layout;
+#[cfg(all(test, larder_loom))]
+mod loom_tests;
 mod mem;
 mod ops;
 mod procs;
@@ -43,10 +47,6 @@ mod stats;
 mod sync;
 #[cfg(any(test, larder_loom))]
 mod testkit;
-#[cfg(all(test, not(larder_loom)))]
-mod crash_tests;
-#[cfg(all(test, larder_loom))]
-mod loom_tests;
 
 #[cfg(not(larder_loom))]
 pub use arena::{default_arena_path, Config};

@@ -19,9 +19,17 @@ impl Liveness for TestLiveness {
 }
 
 /// The parameters of a small heap arena.
-pub(crate) fn tiny(nsegs: u32, seg_shift: u32, nbuckets: u64, nprocs: u32, max_value: u32) -> (Params, Geometry) {
-    let g = Geometry::from_counts(MAX_ARENA_SIZE, seg_shift, nsegs, nprocs, nbuckets, 0, 0).expect("counts");
-    let g = Geometry::from_counts(g.segs_end(), seg_shift, nsegs, nprocs, nbuckets, 0, 0).expect("counts");
+pub(crate) fn tiny(
+    nsegs: u32,
+    seg_shift: u32,
+    nbuckets: u64,
+    nprocs: u32,
+    max_value: u32,
+) -> (Params, Geometry) {
+    let g = Geometry::from_counts(MAX_ARENA_SIZE, seg_shift, nsegs, nprocs, nbuckets, 0, 0)
+        .expect("counts");
+    let g = Geometry::from_counts(g.segs_end(), seg_shift, nsegs, nprocs, nbuckets, 0, 0)
+        .expect("counts");
     let p = Params {
         magic: MAGIC,
         layout_version: LAYOUT_VERSION,
@@ -50,11 +58,28 @@ pub(crate) fn tiny(nsegs: u32, seg_shift: u32, nbuckets: u64, nprocs: u32, max_v
 
 /// An engine with `nsegs` segments of 2^seg_shift bytes and `nbuckets` buckets, and `nprocs`
 /// registered processes. Returns the engine, the processes, and the dead-slot mask.
-pub(crate) fn engine(nsegs: u32, seg_shift: u32, nbuckets: u64, nprocs: u32, max_value: u32) -> (Engine<VecMem>, Vec<Who>, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+pub(crate) fn engine(
+    nsegs: u32,
+    seg_shift: u32,
+    nbuckets: u64,
+    nprocs: u32,
+    max_value: u32,
+) -> (
+    Engine<VecMem>,
+    Vec<Who>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     let (p, g) = tiny(nsegs, seg_shift, nbuckets, nprocs, max_value);
     let dead = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let eng = Engine::new(VecMem::new(g.arena_size), &p, g, Box::new(TestLiveness(dead.clone())));
-    let whos = (0..nprocs).map(|s| eng.claim_slot(s, 1000 + s, 0).expect("free slot")).collect();
+    let eng = Engine::new(
+        VecMem::new(g.arena_size),
+        &p,
+        g,
+        Box::new(TestLiveness(dead.clone())),
+    );
+    let whos = (0..nprocs)
+        .map(|s| eng.claim_slot(s, 1000 + s, 0).expect("free slot"))
+        .collect();
     (eng, whos, dead)
 }
 
@@ -83,7 +108,11 @@ impl Mem for KillMem {
     #[inline]
     fn word(&self, off: u64) -> &AtomicU64 {
         // Relaxed: a per-process step counter, touched by one thread.
-        if self.budget.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+        if self
+            .budget
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
             std::panic::resume_unwind(Box::new(Killed));
         }
         self.inner.word(off)
