@@ -23,6 +23,8 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+// Under loom only the protocol is built (no mapping, no `Cache`), so much of it is unused.
+#![cfg_attr(larder_loom, allow(dead_code, unused_imports))]
 
 mod alloc;
 #[cfg(not(larder_loom))]
