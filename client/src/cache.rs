@@ -15,7 +15,8 @@ use crate::engine::{Clock, Engine, Liveness, Who};
 use crate::expiry::SweepReport;
 use crate::index::{Mode, Outcome};
 use crate::layout::{
-    Geometry, Params, H_CLEAN, H_DAEMON_PID, H_DAEMON_STARTED, H_GENERATION, H_RETIRED,
+    Geometry, Params, H_CLEAN, H_DAEMON_PID, H_DAEMON_STARTED, H_GENERATION, H_RETIRED, H_SNAP_ACK,
+    H_SNAP_BYTES, H_SNAP_REQ, H_SNAP_TIME,
 };
 use crate::mem::{MapMem, Mem};
 use crate::procs::ofd;
@@ -95,6 +96,12 @@ impl Liveness for OfdLiveness {
         !ofd::is_locked(self.file.as_raw_fd(), self.geo.proc_off(slot))
     }
 }
+
+// `Cache` is shared between threads freely.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Cache>();
+};
 
 // ---- fork: the child must not keep its parent's slot alive, nor use it (design.md §3) ----
 
@@ -325,6 +332,61 @@ impl Cache {
         }
     }
 
+    /// Streams the live items (key, value, remaining TTL) without counting hits or setting
+    /// reference bits: for dumps and snapshots. Items changed during the walk may appear
+    /// with their old or new value, or not at all.
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.keys().filter_map(move |key| {
+            let who = self.inner.who().ok()?;
+            let mut value = Vec::new();
+            let ttl = self.inner.eng.peek(who, &key, &mut value)?;
+            Some(Entry { key, value, ttl })
+        })
+    }
+
+    /// Asks the daemon for a snapshot; returns the request number to wait for with
+    /// [`Cache::snapshot_done`].
+    pub fn request_snapshot(&self) -> u64 {
+        // Relaxed: a counter the daemon polls; no data is published with it.
+        self.inner.eng.mem.fetch_add(H_SNAP_REQ, 1, Relaxed) + 1
+    }
+
+    /// `(requests, completed, unix time of last snapshot, its size in bytes)`.
+    pub fn snapshot_status(&self) -> (u64, u64, u64, u64) {
+        let m = &self.inner.eng.mem;
+        // Relaxed: informational words.
+        (
+            m.load(H_SNAP_REQ, Relaxed),
+            m.load(H_SNAP_ACK, Relaxed),
+            m.load(H_SNAP_TIME, Relaxed),
+            m.load(H_SNAP_BYTES, Relaxed),
+        )
+    }
+
+    /// `true` once the daemon completed snapshot request `n`.
+    pub fn snapshot_done(&self, n: u64) -> bool {
+        self.snapshot_status().1 >= n
+    }
+
+    /// Daemon-side: record that every request up to `req` is served by a snapshot of
+    /// `bytes` bytes written at unix time `time`.
+    #[doc(hidden)]
+    pub fn ack_snapshot(&self, req: u64, time: u64, bytes: u64) {
+        let m = &self.inner.eng.mem;
+        // Relaxed: informational words; `ack` last so a waiter sees time and size too (the
+        // waiter re-reads them after seeing ack; a stale pair is only cosmetic).
+        m.store(H_SNAP_TIME, time, Relaxed);
+        m.store(H_SNAP_BYTES, bytes, Relaxed);
+        m.store(H_SNAP_ACK, req, Relaxed);
+    }
+
+    /// Daemon-side: mark this arena file as replaced, so attached clients re-open the path.
+    #[doc(hidden)]
+    pub fn mark_retired(&self) {
+        // Relaxed: an advisory flag.
+        self.inner.eng.mem.store(H_RETIRED, 1, Relaxed);
+    }
+
     /// Counters summed over every process that ever attached, and per attached process.
     pub fn stats(&self) -> Stats {
         self.inner.eng.stats()
@@ -421,6 +483,15 @@ impl Cache {
         }
         self
     }
+}
+
+/// One live item, as streamed by [`Cache::entries`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Remaining lifetime; `None` never expires.
+    pub ttl: Option<Duration>,
 }
 
 /// What the header says about an arena.

@@ -53,7 +53,7 @@ mod testkit;
 #[cfg(not(larder_loom))]
 pub use arena::{default_arena_path, Config};
 #[cfg(not(larder_loom))]
-pub use cache::{ArenaInfo, Cache, CasOutcome, CasToken, Keys};
+pub use cache::{ArenaInfo, Cache, CasOutcome, CasToken, Entry, Keys};
 pub use error::Error;
 pub use expiry::SweepReport;
 pub use stats::{Counters, ProcessStats, Stats};

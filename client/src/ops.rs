@@ -69,6 +69,19 @@ impl<M: Mem> Engine<M> {
         Ok(None)
     }
 
+    /// Appends the value of a live `key` to `out` without counting or marking it referenced;
+    /// returns its remaining TTL (`Some(None)`: no expiry).
+    pub(crate) fn peek(&self, who: Who, key: &[u8], out: &mut Vec<u8>) -> Option<Option<Duration>> {
+        let hash = self.hash(key);
+        let mark = out.len();
+        let f = self.lookup_for_write(who, key, hash, Some(out))?;
+        if self.is_expired(f.info.expires_at) {
+            out.truncate(mark);
+            return None;
+        }
+        Some(self.remaining(f.info.expires_at))
+    }
+
     /// Writes a new item and publishes it according to `mode` (design.md §4.2).
     pub(crate) fn write(
         &self,

@@ -337,3 +337,39 @@ fn stats_count_per_process_and_survive_reaping() {
         "a detached process's counts stay in the totals"
     );
 }
+
+#[test]
+fn entries_stream_values_and_ttls_without_counting_hits() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    c.set(b"a", b"1", None).unwrap();
+    c.set(b"b", b"22", Some(Duration::from_secs(100))).unwrap();
+    let mut e: Vec<_> = c.entries().collect();
+    e.sort_by(|x, y| x.key.cmp(&y.key));
+    assert_eq!(e.len(), 2);
+    assert_eq!(
+        (e[0].key.as_slice(), e[0].value.as_slice(), e[0].ttl),
+        (&b"a"[..], &b"1"[..], None)
+    );
+    assert_eq!(
+        (e[1].key.as_slice(), e[1].value.as_slice()),
+        (&b"b"[..], &b"22"[..])
+    );
+    assert!(e[1].ttl.unwrap() > Duration::from_secs(98));
+    assert_eq!(c.stats().totals.hits, 0);
+}
+
+#[test]
+fn snapshot_request_and_acknowledge_words() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    let n = c.request_snapshot();
+    assert_eq!(n, 1);
+    assert!(!c.snapshot_done(n));
+    c.ack_snapshot(n, 1234, 99);
+    assert!(c.snapshot_done(n));
+    assert_eq!(c.snapshot_status(), (1, 1, 1234, 99));
+    assert!(!c.is_retired());
+    c.mark_retired();
+    assert!(Cache::open(d.arena()).unwrap().is_retired());
+}
