@@ -1,5 +1,5 @@
 //! The hash index: neighbourhood lookup, publish by CAS, and the bucket insert lock
-//! (docs/design.md §2.4, §4.2, §5.4).
+//! (docs/design.md §2.4, §4.2, §5.2).
 
 use crate::engine::{Engine, Who};
 use crate::item::{ItemInfo, Read};
@@ -222,7 +222,7 @@ impl<M: Mem> Engine<M> {
         None
     }
 
-    /// Takes a bucket's insert lock, stealing it from a dead holder (design.md §5.4).
+    /// Takes a bucket's insert lock, stealing it from a dead holder (design.md §5.2).
     pub(crate) fn lock_bucket(&self, who: Who, bucket: u64) {
         let off = bucket + B_LOCK;
         let me = (u64::from(who.slot) << 32) | u64::from(who.reg);
