@@ -98,9 +98,10 @@ impl<M: Mem> Engine<M> {
         n
     }
 
-    /// `true` if the process registered as `reg` in `slot` is certainly gone.
+    /// `true` if the process registered as `reg` in `slot` is certainly gone. A holder
+    /// naming a slot that does not exist (a damaged lock word) counts as gone.
     pub(crate) fn is_dead(&self, slot: u32, reg: u32) -> bool {
-        slot < self.geo.nprocs && (self.slot_reg(slot) != reg || self.live.slot_unlocked(slot))
+        slot >= self.geo.nprocs || self.slot_reg(slot) != reg || self.live.slot_unlocked(slot)
     }
 }
 
