@@ -176,38 +176,40 @@ impl<M: Mem> Engine<M> {
     /// caller guarantees `start + len` rounded up to 8 is inside a validated item.
     #[inline]
     pub(crate) fn copy_out(&self, start: u64, len: usize, out: &mut Vec<u8>) {
-        out.reserve(len);
-        let mut woff = start & !7;
-        let mut left = len;
+        // Whole 8-byte chunks are stored into spare capacity; reserving 8 extra bytes lets
+        // the last chunk be stored whole too (its excess is never counted in `len`).
+        out.reserve(len + 8);
+        let base = out.len();
+        let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
         let shift = ((start & 7) * 8) as u32;
-        if shift == 0 {
-            while left >= 8 {
-                out.extend_from_slice(&self.mem.load(woff, Relaxed).to_le_bytes());
-                woff += 8;
-                left -= 8;
-            }
-            if left > 0 {
-                out.extend_from_slice(&self.mem.load(woff, Relaxed).to_le_bytes()[..left]);
-            }
-            return;
-        }
-        let have = 8 - (shift / 8) as usize;
+        let mut woff = start & !7;
         let mut cur = self.mem.load(woff, Relaxed) >> shift;
-        while left >= 8 {
-            let next = self.mem.load(woff + 8, Relaxed);
-            out.extend_from_slice(&(cur | (next << (64 - shift))).to_le_bytes());
-            cur = next >> shift;
-            woff += 8;
-            left -= 8;
-        }
-        if left > 0 {
-            let v = if left <= have {
-                cur
+        let have = 8 - (shift / 8) as usize;
+        let mut done = 0;
+        while done < len {
+            let chunk = if shift == 0 {
+                let w = cur;
+                if done + 8 < len {
+                    cur = self.mem.load(woff + 8, Relaxed);
+                }
+                w
+            } else if len - done > have {
+                let next = self.mem.load(woff + 8, Relaxed);
+                let w = cur | (next << (64 - shift));
+                cur = next >> shift;
+                w
             } else {
-                cur | (self.mem.load(woff + 8, Relaxed) << (64 - shift))
+                cur
             };
-            out.extend_from_slice(&v.to_le_bytes()[..left]);
+            // SAFETY: `done < len` and capacity ≥ base + len + 8, so the 8 bytes at
+            // base + done lie in the reserved spare capacity; write_unaligned has no
+            // alignment requirement.
+            unsafe { dst.add(done).cast::<u64>().write_unaligned(chunk.to_le()) };
+            woff += 8;
+            done += 8;
         }
+        // SAFETY: the loop above initialised bytes base..base + len (chunks cover it).
+        unsafe { out.set_len(base + len) };
     }
 
     /// Writes a complete item at `at` (in a segment the caller owns). Returns its size.
