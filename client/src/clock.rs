@@ -10,11 +10,18 @@ use crate::layout::{
 use crate::mem::Mem;
 use crate::sync::Ordering::*;
 
+/// How many items of a victim are sampled to estimate how much of it is still live.
+const LIVE_SAMPLE: u32 = 32;
+
 /// What a walk does with the referenced items of a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Walk {
     /// Drop expired and unreferenced items; copy referenced ones into the destination.
     Evict,
+    /// The victim is mostly dead space (overwritten or deleted items): copy every live item
+    /// forward, referenced or not. Reclaiming the dead space is enough; the cache is not
+    /// under pressure, so nothing live needs to go.
+    Compact,
     /// Drop expired items only.
     Sweep,
     /// Drop expired items only, in a segment another process may still append to (so
@@ -39,7 +46,13 @@ impl<M: Mem> Engine<M> {
         let (seg, prev) = victim?;
         let mut dest = self.claim_any_free(who);
         let gen = ctl_gen(prev);
-        self.walk_segment(who, seg, gen, Walk::Evict, dest.as_mut());
+        let (live, sampled) = self.sample_live(seg, gen);
+        let mode = if live * 2 < sampled {
+            Walk::Compact
+        } else {
+            Walk::Evict
+        };
+        self.walk_segment(who, seg, gen, mode, dest.as_mut());
         self.free_segment(who, seg, gen);
         dest.or_else(|| {
             // Relaxed: the claim is a CAS from the value seen.
@@ -149,7 +162,7 @@ impl<M: Mem> Engine<M> {
                 let keep = !expired && (mode != Walk::Evict || w & REF_BIT != 0);
                 let new_w = if !keep {
                     0
-                } else if mode != Walk::Evict {
+                } else if matches!(mode, Walk::Sweep | Walk::SweepShared) {
                     live += 1;
                     break;
                 } else if let Some(to) =
@@ -182,6 +195,36 @@ impl<M: Mem> Engine<M> {
             }
         }
         live
+    }
+
+    /// Of the first items of a segment we hold, how many are still referenced by the index:
+    /// `(live, sampled)`.
+    fn sample_live(&self, seg: u32, gen: u64) -> (u32, u32) {
+        let base = self.geo.seg_base(seg);
+        // Acquire: as in walk_segment.
+        let end = base
+            + self
+                .mem
+                .load(self.geo.seg_wptr_off(seg), Acquire)
+                .min(self.geo.seg_size());
+        let mut key = Vec::with_capacity(self.max_key as usize);
+        let (mut live, mut sampled, mut pos) = (0, 0, base);
+        while sampled < LIVE_SAMPLE && pos + 16 <= end {
+            let Some(h) = self.decode_hdr(pos, end) else {
+                break;
+            };
+            key.clear();
+            self.copy_out(h.key_off, h.key_len as usize, &mut key);
+            if self
+                .slot_of_item(self.hash(&key), pos / 8, gen & SLOT_GEN_MASK)
+                .is_some()
+            {
+                live += 1;
+            }
+            sampled += 1;
+            pos += h.size;
+        }
+        (live, sampled)
     }
 
     /// Appends a copy of the item at `from` to `dest`, if there is a destination with room.
