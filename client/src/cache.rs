@@ -269,6 +269,25 @@ impl Cache {
         })
     }
 
+    /// Runs `f` with the engine and this process's registration (patterns.rs).
+    pub(crate) fn with_engine<T>(
+        &self,
+        f: impl FnOnce(&Engine<MapMem>, Who) -> T,
+    ) -> Result<T, Error> {
+        let who = self.inner.who()?;
+        Ok(f(&self.inner.eng, who))
+    }
+
+    /// Runs `f` with the engine, this process's registration and a write lane.
+    pub(crate) fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&Engine<MapMem>, Who, &mut Lane) -> T,
+    ) -> Result<T, Error> {
+        let who = self.inner.who()?;
+        let mut lane = self.inner.lane();
+        Ok(f(&self.inner.eng, who, &mut lane))
+    }
+
     fn write(
         &self,
         key: &[u8],

@@ -22,6 +22,9 @@ pub(crate) enum Walk {
     /// forward, referenced or not. Reclaiming the dead space is enough; the cache is not
     /// under pressure, so nothing live needs to go.
     Compact,
+    /// No destination to copy into: drop unreferenced items, clear the bit of referenced
+    /// ones and leave them in place.
+    SecondChance,
     /// Drop expired items only.
     Sweep,
     /// Drop expired items only, in a segment another process may still append to (so
@@ -34,31 +37,46 @@ impl<M: Mem> Engine<M> {
     /// append to next: the copy-forward destination, or the freed victim itself.
     pub(crate) fn evict_one(&self, who: Who) -> Option<OpenSeg> {
         let n = self.geo.nsegs;
-        let mut victim = None;
-        for _ in 0..2 * n {
-            // Relaxed: the hand only spreads evictors over segments; the claim is a CAS.
-            let seg = (self.mem.fetch_add(H_CLOCK_HAND, 1, Relaxed) % u64::from(n)) as u32;
-            if let Some(prev) = self.take_for_walk(who, seg) {
-                victim = Some((seg, prev));
-                break;
+        let mut dest = None;
+        // Without a copy-forward destination, referenced items get a second chance in place
+        // (their bit is cleared and the victim goes back to the log) and the hand moves on;
+        // only the last attempt drops them, so a full reserve never costs hot items early.
+        for attempt in 0..4 {
+            let mut victim = None;
+            for _ in 0..2 * n {
+                // Relaxed: the hand only spreads evictors over segments; the claim is a CAS.
+                let seg = (self.mem.fetch_add(H_CLOCK_HAND, 1, Relaxed) % u64::from(n)) as u32;
+                if let Some(prev) = self.take_for_walk(who, seg) {
+                    victim = Some((seg, prev));
+                    break;
+                }
             }
+            let Some((seg, prev)) = victim else {
+                return dest;
+            };
+            if dest.is_none() {
+                dest = self.claim_any_free(who);
+            }
+            let gen = ctl_gen(prev);
+            let (live, sampled) = self.sample_live(seg, gen);
+            let mode = match dest {
+                None if attempt < 3 => Walk::SecondChance,
+                _ if live * 2 < sampled => Walk::Compact,
+                _ => Walk::Evict,
+            };
+            let kept = self.walk_segment(who, seg, gen, mode, dest.as_mut());
+            if mode == Walk::SecondChance && kept > 0 {
+                self.return_segment(who, seg, prev);
+                continue;
+            }
+            self.free_segment(who, seg, gen);
+            return dest.or_else(|| {
+                // Relaxed: the claim is a CAS from the value seen.
+                let c = self.mem.load(self.geo.seg_ctl_off(seg), Relaxed);
+                self.claim_free(who, seg, c)
+            });
         }
-        let (seg, prev) = victim?;
-        let mut dest = self.claim_any_free(who);
-        let gen = ctl_gen(prev);
-        let (live, sampled) = self.sample_live(seg, gen);
-        let mode = if live * 2 < sampled {
-            Walk::Compact
-        } else {
-            Walk::Evict
-        };
-        self.walk_segment(who, seg, gen, mode, dest.as_mut());
-        self.free_segment(who, seg, gen);
-        dest.or_else(|| {
-            // Relaxed: the claim is a CAS from the value seen.
-            let c = self.mem.load(self.geo.seg_ctl_off(seg), Relaxed);
-            self.claim_free(who, seg, c)
-        })
+        dest
     }
 
     /// SEALED/PARKED(g) → EVICTING(g, me). Returns the previous control word.
@@ -156,12 +174,18 @@ impl<M: Mem> Engine<M> {
             let Some((slot, mut w)) = self.slot_of_item(hash, loc, gen & SLOT_GEN_MASK) else {
                 continue;
             };
-            let expired = h.expires_at != 0 && now >= h.expires_at;
+            let expired = (h.expires_at != 0
+                && u64::from(now) >= u64::from(h.expires_at) + u64::from(h.grace))
+                || (h.ntags > 0 && !self.tags_ok(item, &h));
             let mut copied: Option<u64> = None;
             loop {
-                let keep = !expired && (mode != Walk::Evict || w & REF_BIT != 0);
+                let referenced = w & REF_BIT != 0;
+                let keep =
+                    !expired && (!matches!(mode, Walk::Evict | Walk::SecondChance) || referenced);
                 let new_w = if !keep {
                     0
+                } else if mode == Walk::SecondChance {
+                    w & !REF_BIT
                 } else if matches!(mode, Walk::Sweep | Walk::SweepShared) {
                     live += 1;
                     break;

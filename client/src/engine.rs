@@ -34,6 +34,16 @@ pub(crate) enum Clock {
 }
 
 impl Clock {
+    /// Unix time in milliseconds (a manual clock counts whole seconds).
+    pub(crate) fn unix_now_ms(&self) -> u64 {
+        match self {
+            Clock::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            Clock::Manual(_) => self.unix_now() * 1000,
+        }
+    }
+
     /// Unix time in seconds.
     pub(crate) fn unix_now(&self) -> u64 {
         match self {

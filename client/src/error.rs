@@ -45,6 +45,9 @@ pub enum Error {
     /// All process slots are held by live processes.
     #[error("all {max} process slots of the arena are in use by live processes")]
     TooManyProcesses { max: u32 },
+    /// An item may carry at most `max` tags.
+    #[error("{count} tags given; an item may carry at most {max}")]
+    TooManyTags { count: usize, max: usize },
     /// `incr`/`decr` on a value that is not a decimal u64.
     #[error("value is not a decimal unsigned 64-bit number")]
     NotANumber,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::engine::{Engine, Who};
+use crate::item::ItemInfo;
 use crate::layout::{ctl_gen, ctl_state, SegState, H_SWEEP_HAND};
 use crate::mem::Mem;
 use crate::sync::Ordering::{Acquire, Relaxed};
@@ -17,7 +18,48 @@ pub struct SweepReport {
     pub freed: u32,
 }
 
+/// Whether an item may be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fresh {
+    /// Not expired, tags valid.
+    Live,
+    /// Expired, but within its stale-grace period: served only by `get_stale`.
+    Stale,
+    /// Past expiry and grace, or a tag was invalidated: unlinked by whoever meets it.
+    Dead,
+}
+
 impl<M: Mem> Engine<M> {
+    pub(crate) fn freshness(&self, expires_at: u32, grace: u32, tags_ok: bool) -> Fresh {
+        if !tags_ok {
+            return Fresh::Dead;
+        }
+        if expires_at == 0 {
+            return Fresh::Live;
+        }
+        let now = u64::from(self.now_rel());
+        if now < u64::from(expires_at) {
+            Fresh::Live
+        } else if now < u64::from(expires_at) + u64::from(grace) {
+            Fresh::Stale
+        } else {
+            Fresh::Dead
+        }
+    }
+
+    #[inline]
+    pub(crate) fn fresh(&self, info: &ItemInfo) -> Fresh {
+        if info.expires_at == 0 && info.tags_ok {
+            return Fresh::Live;
+        }
+        self.freshness(info.expires_at, info.grace, info.tags_ok)
+    }
+
+    #[inline]
+    pub(crate) fn is_live(&self, info: &ItemInfo) -> bool {
+        self.fresh(info) == Fresh::Live
+    }
+
     /// The `expires_at` to store for a TTL given now (design.md §2.5): 0 for none.
     pub(crate) fn expires_at(&self, ttl: Option<Duration>) -> Result<u32, Error> {
         let Some(ttl) = ttl else { return Ok(0) };

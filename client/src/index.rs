@@ -154,7 +154,7 @@ impl<M: Mem> Engine<M> {
     ) -> Outcome {
         loop {
             if let Some(f) = self.lookup_for_write(who, key, hash, None) {
-                let live = !self.is_expired(f.info.expires_at);
+                let live = self.is_live(&f.info);
                 match mode {
                     Mode::Add if live => return Outcome::NotStored,
                     Mode::Replace | Mode::Cas(_) if !live => return Outcome::NotStored,

@@ -6,8 +6,8 @@
 
 use crate::engine::Engine;
 use crate::layout::{
-    ctl_gen, item_size, item_w0, item_w1, slot_gen, slot_loc, ITEM_HEADER_SIZE, SEG_GEN_MASK,
-    SLOT_GEN_MASK,
+    ctl_gen, item_size, item_w0, item_w1, slot_gen, slot_loc, ITEM_HEADER_SIZE, MAX_TAGS,
+    SEG_GEN_MASK, SLOT_GEN_MASK,
 };
 use crate::mem::Mem;
 use crate::sync::{fence, Ordering::*};
@@ -34,6 +34,12 @@ pub(crate) struct ItemInfo {
     /// Full (28-bit) generation of the item's segment.
     pub gen: u64,
     pub expires_at: u32,
+    /// Seconds past `expires_at` during which the value may still be served as stale.
+    pub grace: u32,
+    /// The last recompute took this long (XFetch), in milliseconds.
+    pub delta_ms: u32,
+    /// All of the item's tags still have the version it was written under.
+    pub tags_ok: bool,
 }
 
 /// Decoded and validated item header.
@@ -47,6 +53,11 @@ pub(crate) struct Hdr {
     pub gen: u64,
     /// Bytes the whole item occupies.
     pub size: u64,
+    /// Extension words (meta + tags) between the header and the key.
+    pub ext: u64,
+    pub grace: u32,
+    pub ntags: u64,
+    pub delta_ms: u32,
 }
 
 impl<M: Mem> Engine<M> {
@@ -69,6 +80,16 @@ impl<M: Mem> Engine<M> {
         if off.checked_add(size)? > end {
             return None;
         }
+        // Relaxed: as the header words; validated by the caller's generation re-check.
+        let meta = if ext > 0 {
+            self.mem.load(off + ITEM_HEADER_SIZE, Relaxed)
+        } else {
+            0
+        };
+        let ntags = (meta >> 32) & 0xff;
+        if ext > 0 && (ntags + 1 > ext || ntags > MAX_TAGS as u64) {
+            return None;
+        }
         Some(Hdr {
             key_len,
             value_len,
@@ -76,6 +97,28 @@ impl<M: Mem> Engine<M> {
             expires_at: w1 as u32,
             gen: w1 >> 32,
             size,
+            ext,
+            grace: meta as u32,
+            ntags,
+            delta_ms: (meta >> 40) as u32,
+        })
+    }
+
+    /// `true` if every tag of the item at `off` still has the version it was written under
+    /// (design.md §2.6). A tag index outside the table (damage) counts as invalidated.
+    #[inline]
+    pub(crate) fn tags_ok(&self, off: u64, h: &Hdr) -> bool {
+        (0..h.ntags).all(|i| {
+            // Relaxed: item bytes, validated by the caller's generation re-check.
+            let t = self.mem.load(off + ITEM_HEADER_SIZE + 8 + i * 8, Relaxed);
+            let idx = t as u32;
+            // Acquire: pairs with invalidate_tag's fetch_add (AcqRel); a version seen
+            // changed means the invalidation happened before this read.
+            idx < self.geo.ntags
+                && self
+                    .mem
+                    .load(self.geo.tags_off + u64::from(idx) * 8, Acquire) as u32
+                    == (t >> 32) as u32
         })
     }
 
@@ -101,6 +144,9 @@ impl<M: Mem> Engine<M> {
                 Read::Match(ItemInfo {
                     gen,
                     expires_at: h.expires_at,
+                    grace: h.grace,
+                    delta_ms: h.delta_ms,
+                    tags_ok: h.ntags == 0 || self.tags_ok(off, &h),
                 })
             }
             Some(_) => Read::Other,
@@ -212,7 +258,64 @@ impl<M: Mem> Engine<M> {
         unsafe { out.set_len(base + len) };
     }
 
-    /// Writes a complete item at `at` (in a segment the caller owns). Returns its size.
+    /// Writes a complete item at `at` (in a segment the caller owns), with extension words
+    /// `ext` (meta, then tags) between header and key. Returns its size.
+    pub(crate) fn write_item_ext(
+        &self,
+        at: u64,
+        key: &[u8],
+        value: &[u8],
+        expires_at: u32,
+        gen: u64,
+        ext: &[u64],
+    ) -> u64 {
+        debug_assert!(ext.len() <= 1 + MAX_TAGS);
+        // Relaxed stores: the item becomes visible only through the publish CAS (Release)
+        // that follows, or through `wptr` (Release) for walkers.
+        self.mem.store(
+            at,
+            item_w0(key.len() as u64, value.len() as u64, ext.len() as u64),
+            Relaxed,
+        );
+        self.mem
+            .store(at + 8, item_w1(expires_at, gen & SEG_GEN_MASK), Relaxed);
+        for (i, &e) in ext.iter().enumerate() {
+            self.mem
+                .store(at + ITEM_HEADER_SIZE + i as u64 * 8, e, Relaxed);
+        }
+        let mut w = WordWriter {
+            mem: &self.mem,
+            off: at + ITEM_HEADER_SIZE + ext.len() as u64 * 8,
+            acc: 0,
+            n: 0,
+        };
+        w.put(key);
+        w.put(value);
+        w.finish();
+        item_size(ext.len() as u64 * 8 + key.len() as u64, value.len() as u64)
+    }
+
+    /// The extension words of the item `w` points at, if it reads consistently.
+    pub(crate) fn read_ext(&self, w: u64, out: &mut Vec<u64>) -> bool {
+        out.clear();
+        let off = slot_loc(w) * 8;
+        let Some(seg) = self.geo.seg_of(off) else {
+            return false;
+        };
+        let ctl_off = self.geo.seg_ctl_off(seg);
+        // Acquire: first read of the seqlock generation, as in read_item.
+        let gen = ctl_gen(self.mem.load(ctl_off, Acquire));
+        let end = self.geo.seg_base(seg) + self.geo.seg_size();
+        let Some(h) = self.decode_hdr(off, end).filter(|h| h.gen == gen) else {
+            return false;
+        };
+        // Relaxed: validated by the re-check below.
+        out.extend((0..h.ext).map(|i| self.mem.load(off + ITEM_HEADER_SIZE + i * 8, Relaxed)));
+        ctl_gen(self.recheck(ctl_off)) == gen
+    }
+
+    /// Writes an item without extension words (loom models).
+    #[cfg(larder_loom)]
     pub(crate) fn write_item(
         &self,
         at: u64,
@@ -221,25 +324,7 @@ impl<M: Mem> Engine<M> {
         expires_at: u32,
         gen: u64,
     ) -> u64 {
-        // Relaxed stores: the item becomes visible only through the publish CAS (Release)
-        // that follows, or through `wptr` (Release) for walkers.
-        self.mem.store(
-            at,
-            item_w0(key.len() as u64, value.len() as u64, 0),
-            Relaxed,
-        );
-        self.mem
-            .store(at + 8, item_w1(expires_at, gen & SEG_GEN_MASK), Relaxed);
-        let mut w = WordWriter {
-            mem: &self.mem,
-            off: at + ITEM_HEADER_SIZE,
-            acc: 0,
-            n: 0,
-        };
-        w.put(key);
-        w.put(value);
-        w.finish();
-        item_size(key.len() as u64, value.len() as u64)
+        self.write_item_ext(at, key, value, expires_at, gen, &[])
     }
 
     /// Copies the item at `from` (`size` bytes, stable: its segment is being evicted by us)

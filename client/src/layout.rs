@@ -319,6 +319,29 @@ pub const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 pub const REF_BIT: u64 = 1 << 63;
 const _: () = assert!(TAG_SHIFT + TAG_BITS == 63);
 
+// ---- Item extension words (design.md §2.5) ----
+/// Most tags one item may carry (ext words: one meta word + one per tag, at most 15).
+pub const MAX_TAGS: usize = 8;
+/// Largest recompute time (XFetch delta) an item can record, in milliseconds.
+pub const MAX_DELTA_MS: u32 = (1 << 24) - 1;
+
+/// Meta ext word: `[31..0 stale grace, s][39..32 tag count][63..40 recompute time, ms]`.
+#[inline]
+pub const fn item_meta(grace_secs: u32, ntags: u8, delta_ms: u32) -> u64 {
+    grace_secs as u64 | ((ntags as u64) << 32) | (((delta_ms & MAX_DELTA_MS) as u64) << 40)
+}
+/// Tag ext word: `[31..0 index in the tag table][63..32 the tag's version when written]`.
+#[inline]
+pub const fn item_tag(index: u32, version: u32) -> u64 {
+    index as u64 | ((version as u64) << 32)
+}
+
+// ---- Lease word (design.md §2.6): [63..40 key check][39..0 expiry, 10 ms ticks after epoch] ----
+pub const LEASE_EXPIRY_BITS: u32 = 40;
+/// Milliseconds per lease tick (40 bits of ticks span ~348 years).
+pub const LEASE_TICK_MS: u64 = 10;
+pub const LEASE_EXPIRY_MASK: u64 = (1 << LEASE_EXPIRY_BITS) - 1;
+
 /// Builds a slot word. `gen` is truncated to its low 14 bits.
 #[inline]
 pub const fn slot_word(tag: u64, gen: u64, loc: u64) -> u64 {

@@ -40,10 +40,13 @@ mod expiry;
 mod index;
 mod item;
 pub mod layout;
+mod lease;
 #[cfg(all(test, larder_loom))]
 mod loom_tests;
 mod mem;
 mod ops;
+#[cfg(not(larder_loom))]
+mod patterns;
 mod procs;
 mod stats;
 mod sync;
@@ -56,4 +59,8 @@ pub use arena::{default_arena_path, Config};
 pub use cache::{ArenaInfo, Cache, CasOutcome, CasToken, Entry, Keys};
 pub use error::Error;
 pub use expiry::SweepReport;
+#[cfg(not(larder_loom))]
+pub use patterns::{
+    LoadError, LoadOptions, MaybeStale, SetOptions, Store, WriteBehind, WriteError, WriteThrough,
+};
 pub use stats::{Counters, ProcessStats, Stats};

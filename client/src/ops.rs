@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::alloc::Lane;
 use crate::engine::{Engine, Who};
+use crate::expiry::Fresh;
 use crate::index::{Lookup, Mode, Outcome, READ_RETRIES};
 use crate::item::ItemInfo;
 use crate::layout::{hash_tag, item_size, slot_word, Counter, H_FLUSH_GEN};
@@ -49,13 +50,20 @@ impl<M: Mem> Engine<M> {
         for _ in 0..READ_RETRIES {
             match self.lookup(who, key, hash, Some(out)) {
                 Lookup::Found(f) => {
-                    if self.is_expired(f.info.expires_at) {
-                        out.truncate(mark);
-                        // Relaxed: unlinking an expired item publishes nothing.
-                        if self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
-                            self.count(who, Counter::Expired);
+                    match self.fresh(&f.info) {
+                        Fresh::Live => {}
+                        Fresh::Stale => {
+                            out.truncate(mark);
+                            break;
                         }
-                        break;
+                        Fresh::Dead => {
+                            out.truncate(mark);
+                            // Relaxed: unlinking a dead item publishes nothing.
+                            if self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
+                                self.count(who, Counter::Expired);
+                            }
+                            break;
+                        }
                     }
                     self.touch_ref(&f);
                     self.count(who, Counter::Hits);
@@ -75,7 +83,7 @@ impl<M: Mem> Engine<M> {
         let hash = self.hash(key);
         let mark = out.len();
         let f = self.lookup_for_write(who, key, hash, Some(out))?;
-        if self.is_expired(f.info.expires_at) {
+        if !self.is_live(&f.info) {
             out.truncate(mark);
             return None;
         }
@@ -92,18 +100,33 @@ impl<M: Mem> Engine<M> {
         ttl: Option<Duration>,
         mode: Mode,
     ) -> Result<Outcome, Error> {
+        self.write_ext(who, lane, key, value, ttl, mode, &[])
+    }
+
+    /// `write` with extension words (meta + tags, design.md §2.5).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_ext(
+        &self,
+        who: Who,
+        lane: &mut Lane,
+        key: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+        mode: Mode,
+        ext: &[u64],
+    ) -> Result<Outcome, Error> {
         self.check_key(key)?;
         self.check_value(value)?;
         let expires_at = self.expires_at(ttl)?;
         let hash = self.hash(key);
         if mode == Mode::Add {
             if let Some(f) = self.lookup_for_write(who, key, hash, None) {
-                if !self.is_expired(f.info.expires_at) {
+                if self.is_live(&f.info) {
                     return Ok(Outcome::NotStored);
                 }
             }
         }
-        let new_w = self.append(who, lane, key, value, expires_at, hash)?;
+        let new_w = self.append(who, lane, key, value, expires_at, hash, ext)?;
         let o = self.publish(who, key, hash, new_w, mode);
         if o == Outcome::Stored {
             self.count(who, Counter::Sets);
@@ -112,6 +135,7 @@ impl<M: Mem> Engine<M> {
     }
 
     /// Appends an item to the lane's segment; returns the slot word that would publish it.
+    #[allow(clippy::too_many_arguments)]
     fn append(
         &self,
         who: Who,
@@ -120,14 +144,15 @@ impl<M: Mem> Engine<M> {
         value: &[u8],
         expires_at: u32,
         hash: u64,
+        ext: &[u64],
     ) -> Result<u64, Error> {
-        let size = item_size(key.len() as u64, value.len() as u64);
+        let size = item_size(ext.len() as u64 * 8 + key.len() as u64, value.len() as u64);
         let s = self.lane_room(who, lane, size).map_err(|_| {
             self.count(who, Counter::Rejected);
             Error::ArenaFull
         })?;
         let at = self.geo.seg_base(s.seg) + s.wptr;
-        self.write_item(at, key, value, expires_at, s.gen);
+        self.write_item_ext(at, key, value, expires_at, s.gen, ext);
         self.lane_commit(lane, size);
         Ok(slot_word(hash_tag(hash), s.gen, at / 8))
     }
@@ -140,7 +165,7 @@ impl<M: Mem> Engine<M> {
             // Relaxed: unlinking publishes nothing; the item stays intact for readers that
             // already loaded the old word (they linearize before the delete).
             if self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
-                let live = !self.is_expired(f.info.expires_at);
+                let live = self.is_live(&f.info);
                 self.count(
                     who,
                     if live {
@@ -167,18 +192,24 @@ impl<M: Mem> Engine<M> {
         self.check_key(key)?;
         let hash = self.hash(key);
         let mut buf = Vec::new();
+        let mut ext = Vec::new();
         loop {
             buf.clear();
             let Some(found) = self.lookup_for_write(who, key, hash, Some(&mut buf)) else {
                 return Ok(None);
             };
-            if self.is_expired(found.info.expires_at) {
+            if !self.is_live(&found.info) {
                 return Ok(None);
+            }
+            // Tags and grace travel with the value; a torn read of them means the item
+            // moved: start over.
+            if !self.read_ext(found.w, &mut ext) {
+                continue;
             }
             let mut expires_at = found.info.expires_at;
             let t = f(&mut buf, &mut expires_at)?;
             self.check_value(&buf)?;
-            let new_w = self.append(who, lane, key, &buf, expires_at, hash)?;
+            let new_w = self.append(who, lane, key, &buf, expires_at, hash, &ext)?;
             // Release: publishes the new item. Relaxed failure: redo from the new state.
             if self
                 .mem
@@ -237,7 +268,7 @@ impl<M: Mem> Engine<M> {
         let hash = self.hash(key);
         Ok(self
             .lookup_for_write(who, key, hash, None)
-            .filter(|f| !self.is_expired(f.info.expires_at))
+            .filter(|f| self.is_live(&f.info))
             .map(|f| self.remaining(f.info.expires_at)))
     }
 

@@ -34,7 +34,11 @@ fn damage_then_use(region: Region, flips: &[(u64, u8)]) -> Result<u64, TestCaseE
     for i in 0..KEYS {
         c.set(&key(i), &make_value(&key(i), i, 600), None).unwrap();
     }
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(d.arena()).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(d.arena())
+        .unwrap();
     let mut head = [0u8; larder::layout::PARAMS_LEN];
     f.read_exact_at(&mut head, 0).unwrap();
     let p = larder::layout::Params::from_bytes(&head);
@@ -62,14 +66,33 @@ fn damage_then_use(region: Region, flips: &[(u64, u8)]) -> Result<u64, TestCaseE
                 }
             }
             match i % 4 {
-                0 => c.set(&key(i), &make_value(&key(i), i + round * KEYS, 600), None).map(|_| ()),
+                0 => c
+                    .set(&key(i), &make_value(&key(i), i + round * KEYS, 600), None)
+                    .map(|_| ()),
                 1 => c.delete(&key(i)).map(|_| ()),
-                2 => c.incr(&key(i), 1).map(|_| ()).or_else(|e| if matches!(e, Error::NotANumber) { Ok(()) } else { Err(e) }),
-                _ => c.add(&key(i), &make_value(&key(i), i + 7 * KEYS, 600), None).map(|_| ()),
+                2 => c.incr(&key(i), 1).map(|_| ()).or_else(|e| {
+                    if matches!(e, Error::NotANumber) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                }),
+                _ => c
+                    .add(&key(i), &make_value(&key(i), i + 7 * KEYS, 600), None)
+                    .map(|_| ()),
             }
-            .or_else(|e| if matches!(e, Error::ArenaFull) { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if matches!(e, Error::ArenaFull) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .unwrap();
-            prop_assert!(Instant::now() < deadline, "operations stalled on damaged bytes");
+            prop_assert!(
+                Instant::now() < deadline,
+                "operations stalled on damaged bytes"
+            );
         }
         c.sweep_expired(u32::MAX).unwrap();
         c.reclaim_dead_clients().unwrap();
@@ -82,12 +105,21 @@ fn damage_then_use(region: Region, flips: &[(u64, u8)]) -> Result<u64, TestCaseE
     let mut stored = 0;
     for i in 0..50 {
         let k = format!("after{i}").into_bytes();
-        if c.set(&k, b"fresh", None).is_ok() && c.get(&k).unwrap().as_deref() == Some(&b"fresh"[..]) {
+        if c.set(&k, b"fresh", None).is_ok() && c.get(&k).unwrap().as_deref() == Some(&b"fresh"[..])
+        {
             stored += 1;
         }
     }
-    prop_assert!(stored >= 40, "only {stored}/50 fresh writes readable after damage");
-    prop_assert!(damaged_values.len() <= flips.len(), "{} damaged values from {} flips", damaged_values.len(), flips.len());
+    prop_assert!(
+        stored >= 40,
+        "only {stored}/50 fresh writes readable after damage"
+    );
+    prop_assert!(
+        damaged_values.len() <= flips.len(),
+        "{} damaged values from {} flips",
+        damaged_values.len(),
+        flips.len()
+    );
     Ok(hits)
 }
 
@@ -125,5 +157,8 @@ fn special_files_are_refused() {
     // SAFETY: mkfifo with a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     assert!(matches!(Cache::open(&fifo), Err(Error::NotAnArena { .. })));
-    assert!(matches!(Cache::open(&d.0), Err(Error::NotAnArena { .. }) | Err(Error::Io { .. })));
+    assert!(matches!(
+        Cache::open(&d.0),
+        Err(Error::NotAnArena { .. }) | Err(Error::Io { .. })
+    ));
 }
