@@ -687,23 +687,3 @@ impl Drop for Inner {
         }
     }
 }
-
-impl<M: Mem> Engine<M> {
-    /// Appends the live keys of one bucket's slots to `out`.
-    pub(crate) fn keys_in_bucket(&self, bucket: u64, out: &mut Vec<Vec<u8>>) {
-        use crate::layout::{B_SLOTS, SLOTS_PER_BUCKET};
-        for i in 0..SLOTS_PER_BUCKET as u64 {
-            let slot = self.geo.bucket_off(bucket) + B_SLOTS + i * 8;
-            // Acquire: pairs with the publishing CAS; we read the item next.
-            let w = self.mem.load(slot, Acquire);
-            if w == 0 {
-                continue;
-            }
-            if let Some((key, expires_at)) = self.read_key(w) {
-                if !self.is_expired(expires_at) {
-                    out.push(key);
-                }
-            }
-        }
-    }
-}

@@ -96,13 +96,6 @@ impl<M: Mem> Engine<M> {
         u32::try_from(d).unwrap_or(u32::MAX)
     }
 
-    /// `true` if an item with this `expires_at` is expired now. Reads the clock only for
-    /// items that have an expiry.
-    #[inline]
-    pub(crate) fn is_expired(&self, expires_at: u32) -> bool {
-        expires_at != 0 && self.now_rel() >= expires_at
-    }
-
     #[inline]
     pub(crate) fn count(&self, who: Who, c: Counter) {
         self.count_n(who, c, 1)

@@ -270,6 +270,23 @@ impl<M: Mem> Engine<M> {
         None
     }
 
+    /// Appends the live keys of one bucket's slots to `out`.
+    pub(crate) fn keys_in_bucket(&self, bucket: u64, out: &mut Vec<Vec<u8>>) {
+        for i in 0..SLOTS_PER_BUCKET as u64 {
+            let slot = self.geo.bucket_off(bucket) + B_SLOTS + i * 8;
+            // Acquire: pairs with the publishing CAS; we read the item next.
+            let w = self.mem.load(slot, Acquire);
+            if w == 0 {
+                continue;
+            }
+            if let Some((key, info)) = self.read_key(w) {
+                if self.is_live(&info) {
+                    out.push(key);
+                }
+            }
+        }
+    }
+
     /// Calls `f` with every non-empty slot's offset and word (for flush, keys, stats).
     pub(crate) fn for_each_slot(&self, mut f: impl FnMut(u64, u64)) {
         for b in 0..self.geo.nbuckets {

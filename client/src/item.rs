@@ -169,8 +169,10 @@ impl<M: Mem> Engine<M> {
         result
     }
 
-    /// The key (and expiry) of the item slot word `w` points at, if it reads consistently.
-    pub(crate) fn read_key(&self, w: u64) -> Option<(Vec<u8>, u32)> {
+    /// Reads the item slot word `w` points at under the seqlock: `f` gets the item's offset
+    /// and header and may load its bytes; its result is returned only if the segment's
+    /// generation held still (so nothing `f` saw was torn).
+    pub(crate) fn read_validated<T>(&self, w: u64, f: impl FnOnce(u64, &Hdr) -> T) -> Option<T> {
         let off = slot_loc(w) * 8;
         let seg = self.geo.seg_of(off)?;
         let ctl_off = self.geo.seg_ctl_off(seg);
@@ -181,9 +183,34 @@ impl<M: Mem> Engine<M> {
         }
         let end = self.geo.seg_base(seg) + self.geo.seg_size();
         let h = self.decode_hdr(off, end).filter(|h| h.gen == gen)?;
-        let mut key = Vec::with_capacity(h.key_len as usize);
-        self.copy_out(h.key_off, h.key_len as usize, &mut key);
-        (ctl_gen(self.recheck(ctl_off)) == gen).then_some((key, h.expires_at))
+        let t = f(off, &h);
+        (ctl_gen(self.recheck(ctl_off)) == gen).then_some(t)
+    }
+
+    /// The key of the item `w` points at, and what decides whether it is live.
+    pub(crate) fn read_key(&self, w: u64) -> Option<(Vec<u8>, ItemInfo)> {
+        self.read_validated(w, |off, h| {
+            let mut key = Vec::with_capacity(h.key_len as usize);
+            self.copy_out(h.key_off, h.key_len as usize, &mut key);
+            let info = ItemInfo {
+                gen: h.gen,
+                expires_at: h.expires_at,
+                grace: h.grace,
+                delta_ms: h.delta_ms,
+                tags_ok: h.ntags == 0 || self.tags_ok(off, h),
+            };
+            (key, info)
+        })
+    }
+
+    /// The extension words of the item `w` points at; `false` if it did not read consistently.
+    pub(crate) fn read_ext(&self, w: u64, out: &mut Vec<u64>) -> bool {
+        out.clear();
+        self.read_validated(w, |off, h| {
+            // Relaxed: validated by the generation re-check.
+            out.extend((0..h.ext).map(|i| self.mem.load(off + ITEM_HEADER_SIZE + i * 8, Relaxed)));
+        })
+        .is_some()
     }
 
     /// Second read of a segment's control word, after an optimistic read of its bytes.
@@ -293,25 +320,6 @@ impl<M: Mem> Engine<M> {
         w.put(value);
         w.finish();
         item_size(ext.len() as u64 * 8 + key.len() as u64, value.len() as u64)
-    }
-
-    /// The extension words of the item `w` points at, if it reads consistently.
-    pub(crate) fn read_ext(&self, w: u64, out: &mut Vec<u64>) -> bool {
-        out.clear();
-        let off = slot_loc(w) * 8;
-        let Some(seg) = self.geo.seg_of(off) else {
-            return false;
-        };
-        let ctl_off = self.geo.seg_ctl_off(seg);
-        // Acquire: first read of the seqlock generation, as in read_item.
-        let gen = ctl_gen(self.mem.load(ctl_off, Acquire));
-        let end = self.geo.seg_base(seg) + self.geo.seg_size();
-        let Some(h) = self.decode_hdr(off, end).filter(|h| h.gen == gen) else {
-            return false;
-        };
-        // Relaxed: validated by the re-check below.
-        out.extend((0..h.ext).map(|i| self.mem.load(off + ITEM_HEADER_SIZE + i * 8, Relaxed)));
-        ctl_gen(self.recheck(ctl_off)) == gen
     }
 
     /// Writes an item without extension words (loom models).
