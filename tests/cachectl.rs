@@ -284,6 +284,24 @@ fn add_replace_del() {
 }
 
 #[test]
+fn del_by_tag_invalidates_every_tagged_item() {
+    let (_d, p, cache) = arena("deltag");
+    let tagged = larder::SetOptions::new().tag("user:7");
+    cache.set_with(b"a", b"1", &tagged).unwrap();
+    cache.set_with(b"b", b"2", &tagged).unwrap();
+    cache.set(b"c", b"3", None).unwrap();
+    assert_eq!(go(&p, &["del", "--tag", "user:7"]).code, 0);
+    assert_eq!(cache.get(b"a").unwrap(), None);
+    assert_eq!(cache.get(b"b").unwrap(), None);
+    assert_eq!(cache.get(b"c").unwrap().as_deref(), Some(&b"3"[..]));
+    assert_eq!(
+        go(&p, &["del", "--tag", "user:7", "c"]).code,
+        2,
+        "keys and --tag conflict"
+    );
+}
+
+#[test]
 fn incr_decr() {
     let (_d, p, _c) = arena("incr");
     assert_eq!(go(&p, &["set", "n", "41"]).code, 0);

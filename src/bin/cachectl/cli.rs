@@ -135,10 +135,16 @@ pub enum Cmd {
     Replace(WriteArgs),
 
     /// Delete keys; prints how many existed (exit status 1 if none did)
+    ///
+    /// With --tag, invalidates every item stored with that tag instead, in O(1), in every
+    /// process (items tagged through the library's `set_with`/`get_or_load`).
     Del {
         /// One or more keys
-        #[arg(required = true)]
+        #[arg(required_unless_present = "tag", conflicts_with = "tag")]
         keys: Vec<OsString>,
+        /// Invalidate every item carrying this tag
+        #[arg(long, value_name = "TAG")]
+        tag: Option<OsString>,
     },
 
     /// Add N (default 1) to a decimal value and print the result (wraps at 2^64)

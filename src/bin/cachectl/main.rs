@@ -154,7 +154,15 @@ fn run(cli: Cli, out: &mut Out) -> anyhow::Result<Status> {
         Cmd::Set(a) => return write(&cache, a, Mode::Set, out),
         Cmd::Add(a) => return write(&cache, a, Mode::Add, out),
         Cmd::Replace(a) => return write(&cache, a, Mode::Replace, out),
-        Cmd::Del { keys } => {
+        Cmd::Del { tag: Some(tag), .. } => {
+            cache.invalidate_tag(tag.as_bytes())?;
+            if json {
+                out.json_line(
+                    &json!({ "invalidated_tag": String::from_utf8_lossy(tag.as_bytes()) }),
+                )?;
+            }
+        }
+        Cmd::Del { keys, tag: None } => {
             let mut deleted = 0u64;
             for k in &keys {
                 let k = k.as_bytes();
