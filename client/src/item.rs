@@ -249,39 +249,25 @@ impl<M: Mem> Engine<M> {
     /// caller guarantees `start + len` rounded up to 8 is inside a validated item.
     #[inline]
     pub(crate) fn copy_out(&self, start: u64, len: usize, out: &mut Vec<u8>) {
-        // Whole 8-byte chunks are stored into spare capacity; reserving 8 extra bytes lets
-        // the last chunk be stored whole too (its excess is never counted in `len`).
-        out.reserve(len + 8);
+        // The covering aligned words are stored whole into spare capacity, then the bytes
+        // are shifted down by the start's misalignment with one memmove.
+        let skew = (start & 7) as usize;
+        let words = (skew + len).div_ceil(8);
+        out.reserve(words * 8);
         let base = out.len();
         let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
-        let shift = ((start & 7) * 8) as u32;
-        let mut woff = start & !7;
-        let mut cur = self.mem.load(woff, Relaxed) >> shift;
-        let have = 8 - (shift / 8) as usize;
-        let mut done = 0;
-        while done < len {
-            let chunk = if shift == 0 {
-                let w = cur;
-                if done + 8 < len {
-                    cur = self.mem.load(woff + 8, Relaxed);
-                }
-                w
-            } else if len - done > have {
-                let next = self.mem.load(woff + 8, Relaxed);
-                let w = cur | (next << (64 - shift));
-                cur = next >> shift;
-                w
-            } else {
-                cur
-            };
-            // SAFETY: `done < len` and capacity ≥ base + len + 8, so the 8 bytes at
-            // base + done lie in the reserved spare capacity; write_unaligned has no
-            // alignment requirement.
-            unsafe { dst.add(done).cast::<u64>().write_unaligned(chunk.to_le()) };
-            woff += 8;
-            done += 8;
+        let first = start - skew as u64;
+        for i in 0..words {
+            let w = self.mem.load(first + i as u64 * 8, Relaxed);
+            // SAFETY: i * 8 + 8 ≤ words * 8 ≤ the spare capacity reserved above;
+            // write_unaligned has no alignment requirement.
+            unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(w.to_le()) };
         }
-        // SAFETY: the loop above initialised bytes base..base + len (chunks cover it).
+        if skew != 0 {
+            // SAFETY: both ranges lie within the words * 8 bytes just written.
+            unsafe { std::ptr::copy(dst.add(skew), dst, len) };
+        }
+        // SAFETY: bytes base..base + len were initialised above.
         unsafe { out.set_len(base + len) };
     }
 
