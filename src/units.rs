@@ -31,6 +31,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(v as u64)
 }
 
+/// A rate in bytes per second: a size with an optional `/s` (`256MiB/s`, `64M`); 0 = no limit.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    parse_size(t.strip_suffix("/s").unwrap_or(t))
+        .map_err(|_| format!("{s:?} is not a rate (try 256MiB/s, 64M, 0 for no limit)"))
+}
+
 /// `30s`, `5m`, `1h`, `250ms`, `2d`, or bare seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -78,6 +85,10 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("-1M").is_err());
+        assert_eq!(parse_rate("256MiB/s"), Ok(256 << 20));
+        assert_eq!(parse_rate("64M"), Ok(64 << 20));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert!(parse_rate("fast").is_err());
     }
 
     #[test]

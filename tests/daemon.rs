@@ -1,19 +1,57 @@
 //! The real `larderd` binary: readiness, warm restarts after SIGTERM and SIGKILL, one daemon
-//! per arena.
+//! per arena, snapshots (signal, request word, exit, damaged files), replacing an arena of
+//! another size, the metrics file, the service protocol, and the systemd units.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 struct Daemon {
     child: Child,
+    /// The NOTIFY_SOCKET we bound; stays open so later messages can be read.
+    notify: UnixDatagram,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        signal(self, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "larderd did not stop within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The next datagram larderd sent, within `limit`.
+    fn next_message(&self, limit: Duration) -> Option<String> {
+        self.notify.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = self.notify.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- larderd log {}:\n{}", self.log.display(), self.log());
+        }
     }
 }
 
@@ -33,34 +71,78 @@ fn tempdir(tag: &str) -> Dir {
 
 /// Starts larderd on `arena` and waits for READY=1 on a notify socket we bind.
 fn start(dir: &Path, arena: &Path) -> Daemon {
+    start_with(dir, arena, &[])
+}
+
+/// As [`start`], with extra environment (`LARDER_*` overrides the test defaults). Logs go
+/// to a file in `dir`, printed if the test fails.
+fn start_with(dir: &Path, arena: &Path, env: &[(&str, &str)]) -> Daemon {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let sock_path = dir.join(format!("notify-{n}"));
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_larderd"))
-        .env("LARDER_ARENA", arena)
+    let log = dir.join(format!("larderd-{n}.log"));
+    let notify = UnixDatagram::bind(&sock_path).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_larderd"));
+    for v in [
+        "STATE_DIRECTORY",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "JOURNAL_STREAM",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.env("LARDER_ARENA", arena)
         .env("LARDER_SIZE", "8MiB")
         .env("LARDER_MAX_VALUE", "4KiB")
         .env("NOTIFY_SOCKET", &sock_path)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon { child };
-    let mut buf = [0u8; 256];
-    let n = sock
-        .recv(&mut buf)
-        .expect("READY=1 from larderd within 20 s");
-    assert_eq!(&buf[..n], b"READY=1");
-    let _ = std::fs::remove_file(&sock_path);
+        .stderr(std::fs::File::create(&log).unwrap());
+    let child = cmd.spawn().unwrap();
+    let d = Daemon { child, notify, log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = d
+            .next_message(left.max(Duration::from_millis(1)))
+            .unwrap_or_else(|| panic!("READY=1 from larderd within 20 s; log:\n{}", d.log()));
+        if msg.lines().any(|l| l == "READY=1") {
+            break;
+        }
+    }
     d
 }
 
 fn signal(d: &Daemon, sig: i32) {
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(d.child.id() as i32, sig) }, 0);
+}
+
+/// Polls `f` every 20 ms for up to `limit`.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Files in `dir` whose name starts with `prefix`.
+fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
 }
 
 #[test]
@@ -146,6 +228,9 @@ fn bad_arguments_are_clear_errors() {
         &["--size", "lots"][..],
         &["--sweep-interval", "5y"],
         &["--mode", "999"],
+        &["--snapshot-rate", "fast"],
+        &["--snapshot-interval", "often"],
+        &["--group", "no-such-group-for-larder"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_larderd"))
             .args(args)
@@ -154,4 +239,537 @@ fn bad_arguments_are_clear_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
     }
+}
+
+#[test]
+fn sigusr1_snapshot_restores_keys_into_a_new_arena_and_skips_expired_ones() {
+    let dir = tempdir("sigusr1");
+    let arena = dir.0.join("arena");
+    let snap = dir.0.join("snap");
+    let env = [
+        ("LARDER_SNAPSHOT", snap.to_str().unwrap()),
+        ("LARDER_SNAPSHOT_INTERVAL", "0"),
+    ];
+    let mut d = start_with(&dir.0, &arena, &env);
+    let c = larder::Cache::open(&arena).unwrap();
+    for i in 0..200 {
+        c.set(format!("k{i}").as_bytes(), format!("v{i}").as_bytes(), None)
+            .unwrap();
+    }
+    c.set(b"long", b"L", Some(Duration::from_secs(60))).unwrap();
+    c.set(b"short", b"S", Some(Duration::from_secs(2))).unwrap();
+    let t_short = Instant::now();
+    assert!(!snap.exists());
+    signal(&d, libc::SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(5), || snap.exists()),
+        "no snapshot 5 s after SIGUSR1"
+    );
+    drop(c);
+    // A reboot: the daemon dies without a final snapshot and the tmpfs is emptied.
+    signal(&d, libc::SIGKILL);
+    let _ = d.child.wait();
+    std::fs::remove_file(&arena).unwrap();
+    std::thread::sleep(
+        (t_short + Duration::from_millis(3200)).saturating_duration_since(Instant::now()),
+    );
+
+    let d = start_with(&dir.0, &arena, &env);
+    let c = larder::Cache::open(&arena).unwrap();
+    for i in 0..200 {
+        assert_eq!(
+            c.get(format!("k{i}").as_bytes()).unwrap(),
+            Some(format!("v{i}").into_bytes()),
+            "k{i}"
+        );
+    }
+    let ttl = c
+        .ttl(b"long")
+        .unwrap()
+        .expect("long restored")
+        .expect("with a TTL");
+    assert!(
+        ttl <= Duration::from_secs(60) && ttl >= Duration::from_secs(50),
+        "{ttl:?}"
+    );
+    assert_eq!(
+        c.get(b"short").unwrap(),
+        None,
+        "expired meanwhile, not restored"
+    );
+    let log = d.log();
+    assert!(log.contains("snapshot loaded"), "{log}");
+    assert!(
+        log.contains("loaded=201") && log.contains("expired=1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_snapshot_requested_through_the_arena_is_acknowledged_and_sigterm_writes_a_final_one() {
+    let dir = tempdir("request");
+    let arena = dir.0.join("arena");
+    // In a directory that does not exist yet: larderd creates it.
+    let snap = dir.0.join("state/snap");
+    let env = [
+        ("LARDER_SNAPSHOT", snap.to_str().unwrap()),
+        ("LARDER_SNAPSHOT_INTERVAL", "0"),
+    ];
+    let mut d = start_with(&dir.0, &arena, &env);
+    let c = larder::Cache::open(&arena).unwrap();
+    for i in 0..100 {
+        c.set(format!("a{i}").as_bytes(), &[b'x'; 1000], None)
+            .unwrap();
+    }
+    let n = c.request_snapshot();
+    assert!(
+        wait_until(Duration::from_secs(5), || c.snapshot_done(n)),
+        "request {n} not acknowledged within 5 s"
+    );
+    let (req, ack, time, bytes) = c.snapshot_status();
+    assert_eq!((req, ack), (n, n));
+    assert_eq!(bytes, std::fs::metadata(&snap).unwrap().len());
+    assert!(bytes > 100_000, "{bytes}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(time <= now && time + 10 >= now, "{time} vs {now}");
+
+    c.set(b"late", b"after the requested snapshot", None)
+        .unwrap();
+    drop(c);
+    let st = d.stop();
+    assert!(st.success(), "{st:?}");
+    std::fs::remove_file(&arena).unwrap();
+    let _d = start_with(&dir.0, &arena, &env);
+    let c = larder::Cache::open(&arena).unwrap();
+    assert_eq!(
+        c.get(b"late").unwrap().as_deref(),
+        Some(&b"after the requested snapshot"[..]),
+        "the final snapshot at SIGTERM holds the last write"
+    );
+    assert_eq!(c.get(b"a99").unwrap(), Some(vec![b'x'; 1000]));
+}
+
+#[test]
+fn a_damaged_snapshot_is_moved_aside_and_the_daemon_starts_empty() {
+    let dir = tempdir("damaged");
+    let arena = dir.0.join("arena");
+    let snap = dir.0.join("snap");
+    let env = [
+        ("LARDER_SNAPSHOT", snap.to_str().unwrap()),
+        ("LARDER_SNAPSHOT_INTERVAL", "0"),
+    ];
+    let mut d = start_with(&dir.0, &arena, &env);
+    {
+        let c = larder::Cache::open(&arena).unwrap();
+        for i in 0..50 {
+            c.set(format!("k{i}").as_bytes(), format!("v{i}").as_bytes(), None)
+                .unwrap();
+        }
+    }
+    assert!(d.stop().success());
+    drop(d);
+    let good = std::fs::read(&snap).unwrap();
+    let mid = good.len() / 2;
+    let mut flipped = good.clone();
+    flipped[mid] ^= 0x10;
+    let damages: [(&str, Vec<u8>); 3] = [
+        ("a flipped byte", flipped),
+        ("truncated in the middle", good[..mid].to_vec()),
+        (
+            "truncated in the end frame",
+            good[..good.len() - 3].to_vec(),
+        ),
+    ];
+    for (i, (what, bytes)) in damages.into_iter().enumerate() {
+        std::fs::write(&snap, &bytes).unwrap();
+        std::fs::remove_file(&arena).unwrap();
+        let mut d = start_with(&dir.0, &arena, &env);
+        let c = larder::Cache::open(&arena).unwrap();
+        assert_eq!(c.get(b"k0").unwrap(), None, "{what}: starts empty");
+        assert_eq!(c.stats().items, 0, "{what}");
+        let aside = files_starting(&dir.0, "snap.corrupt-");
+        assert_eq!(aside.len(), i + 1, "{what}: {aside:?}");
+        assert!(
+            aside.iter().any(|p| std::fs::read(p).unwrap() == bytes),
+            "{what}: the damaged file is kept, unchanged"
+        );
+        let log = d.log();
+        assert!(log.contains("snapshot is damaged"), "{what}: {log}");
+        drop(c);
+        let st = d.stop();
+        assert!(st.success(), "{what}: {st:?}");
+    }
+}
+
+#[test]
+fn an_arena_of_another_size_is_replaced_and_its_items_carried_over() {
+    let dir = tempdir("resize");
+    let arena = dir.0.join("arena");
+    let mut d = start(&dir.0, &arena);
+    let old = larder::Cache::open(&arena).unwrap();
+    for i in 0..300 {
+        old.set(format!("k{i}").as_bytes(), format!("v{i}").as_bytes(), None)
+            .unwrap();
+    }
+    old.set(b"ttl", b"t", Some(Duration::from_secs(100)))
+        .unwrap();
+    assert!(d.stop().success());
+    drop(d);
+
+    let d = start_with(&dir.0, &arena, &[("LARDER_SIZE", "16MiB")]);
+    assert!(
+        old.is_retired(),
+        "clients of the old arena are told to re-open"
+    );
+    let c = larder::Cache::open(&arena).unwrap();
+    assert_eq!(c.info().arena_size, 16 << 20);
+    assert!(!c.is_retired());
+    for i in 0..300 {
+        assert_eq!(
+            c.get(format!("k{i}").as_bytes()).unwrap(),
+            Some(format!("v{i}").into_bytes()),
+            "k{i}"
+        );
+    }
+    let ttl = c.ttl(b"ttl").unwrap().unwrap().unwrap();
+    assert!(ttl > Duration::from_secs(90), "{ttl:?}");
+    let aside = files_starting(&dir.0, "arena.replaced-");
+    assert_eq!(aside.len(), 1, "the old arena is kept aside");
+    let kept = larder::Cache::open(&aside[0]).unwrap();
+    assert!(kept.is_retired());
+    assert_eq!(kept.info().arena_size, 8 << 20);
+    let log = d.log();
+    assert!(log.contains("carried=301"), "{log}");
+}
+
+/// `name{labels} value` with a valid metric name and a number.
+fn parse_sample(line: &str) -> Option<(String, f64)> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let name = match series.find('{') {
+        Some(i) => {
+            if !series.ends_with('}') {
+                return None;
+            }
+            &series[..i]
+        }
+        None => series,
+    };
+    let mut chars = name.chars();
+    let first = chars.next()?;
+    if !(first.is_ascii_alphabetic() || first == '_' || first == ':')
+        || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        return None;
+    }
+    Some((name.to_string(), value.parse().ok()?))
+}
+
+fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with("# HELP ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect(line);
+            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            typed.insert(name.to_string());
+            continue;
+        }
+        let (name, v) = parse_sample(line).unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        assert!(typed.contains(&name), "sample before its TYPE: {line}");
+        assert!(samples.insert(name, v).is_none(), "duplicate: {line}");
+    }
+    samples
+}
+
+#[test]
+fn the_metrics_file_is_prometheus_text_and_current() {
+    let dir = tempdir("metrics");
+    let arena = dir.0.join("arena");
+    let prom = dir.0.join("larder.prom");
+    let _d = start_with(
+        &dir.0,
+        &arena,
+        &[
+            ("LARDER_METRICS_TEXTFILE", prom.to_str().unwrap()),
+            ("LARDER_SWEEP_INTERVAL", "100ms"),
+        ],
+    );
+    let c = larder::Cache::open(&arena).unwrap();
+    for i in 0..10 {
+        c.set(format!("m{i}").as_bytes(), b"value", None).unwrap();
+        assert!(c.get(format!("m{i}").as_bytes()).unwrap().is_some());
+    }
+    for i in 0..3 {
+        assert!(c.get(format!("absent{i}").as_bytes()).unwrap().is_none());
+    }
+    let mut last = Default::default();
+    let current = wait_until(Duration::from_secs(5), || {
+        let Ok(text) = std::fs::read_to_string(&prom) else {
+            return false;
+        };
+        last = parse_prometheus(&text);
+        last.get("larder_hits_total") == Some(&10.0) && last.get("larder_items") == Some(&10.0)
+    });
+    assert!(current, "{last:?}");
+    assert_eq!(last["larder_misses_total"], 3.0);
+    assert_eq!(last["larder_sets_total"], 10.0);
+    assert_eq!(
+        last["larder_processes"], 1.0,
+        "this test; the daemon is not a client"
+    );
+    assert!((last["larder_hit_ratio"] - 10.0 / 13.0).abs() < 1e-9);
+    assert!(last["larder_capacity_bytes"] > 0.0);
+    assert!(last["larder_bytes_used"] > 0.0);
+    for name in [
+        "larder_evictions_total",
+        "larder_expired_total",
+        "larder_metrics_timestamp_seconds",
+    ] {
+        assert!(last.contains_key(name), "{name}");
+    }
+    assert_eq!(
+        files_starting(&dir.0, ".larder.prom").len(),
+        0,
+        "no temporary file left behind"
+    );
+}
+
+#[test]
+fn watchdog_status_and_stopping_are_sent_to_systemd() {
+    let dir = tempdir("notify");
+    let arena = dir.0.join("arena");
+    let mut d = start_with(&dir.0, &arena, &[("WATCHDOG_USEC", "200000")]);
+    let t0 = Instant::now();
+    let (mut pings, mut status) = (0, None);
+    while t0.elapsed() < Duration::from_millis(1000) {
+        match d.next_message(Duration::from_millis(300)) {
+            Some(m) if m == "WATCHDOG=1" => pings += 1,
+            Some(m) if m.starts_with("STATUS=") => status = Some(m),
+            _ => {}
+        }
+    }
+    assert!(
+        pings >= 4,
+        "{pings} WATCHDOG=1 in 1 s with WATCHDOG_USEC=200ms"
+    );
+    let status = status.expect("a STATUS= message");
+    assert!(
+        status.contains("items") && status.contains("hit ratio"),
+        "{status}"
+    );
+    signal(&d, libc::SIGTERM);
+    let mut stopping = false;
+    while let Some(m) = d.next_message(Duration::from_secs(5)) {
+        if m == "STOPPING=1" {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "STOPPING=1 on SIGTERM");
+    assert!(d.stop().success());
+}
+
+#[test]
+fn the_arena_gets_the_configured_mode_and_group() {
+    let dir = tempdir("owner");
+    let arena = dir.0.join("arena");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let daemon_group = std::fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("daemon:x:")?
+                .split(':')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        });
+    let mut env = vec![("LARDER_MODE", "640")];
+    match (root, daemon_group) {
+        (true, Some(_)) => env.push(("LARDER_GROUP", "daemon")),
+        _ => println!("not root or no group `daemon`: checking the mode only"),
+    }
+    let _d = start_with(&dir.0, &arena, &env);
+    let meta = std::fs::metadata(&arena).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    if let (true, Some(gid)) = (root, daemon_group) {
+        assert_eq!(meta.gid(), gid);
+    }
+}
+
+#[test]
+fn the_systemd_units_pass_systemd_analyze_verify() {
+    let found = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+        || Command::new("systemd-analyze")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !found {
+        println!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/verify.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_larderd"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("larderd.service ok"), "{text}");
+    assert!(text.contains("larderd@check.service ok"), "{text}");
+}
+
+#[test]
+fn sweeps_reclaim_expired_space_without_any_reader() {
+    let dir = tempdir("sweep");
+    let arena = dir.0.join("arena");
+    let _d = start_with(&dir.0, &arena, &[("LARDER_SWEEP_INTERVAL", "100ms")]);
+    let c = larder::Cache::open(&arena).unwrap();
+    let before = c.stats();
+    {
+        let w = larder::Cache::open(&arena).unwrap();
+        for i in 0..3000 {
+            w.set(
+                format!("e{i}").as_bytes(),
+                &[b'e'; 1000],
+                Some(Duration::from_secs(1)),
+            )
+            .unwrap();
+        }
+    }
+    let filled = c.stats();
+    assert!(filled.bytes_used >= 3_000_000, "{filled:?}");
+    assert!(
+        filled.free_segments + 3 <= before.free_segments,
+        "{filled:?}"
+    );
+    let mut last = filled.clone();
+    let swept = wait_until(Duration::from_secs(6), || {
+        last = c.stats();
+        last.items == 0 && last.free_segments + 1 >= last.segments
+    });
+    assert!(swept, "{last:?}");
+    assert!(last.totals.expired >= 3000, "{:?}", last.totals);
+    assert_eq!(last.totals.hits + last.totals.misses, 0, "nobody read");
+}
+
+/// Role of the test binary re-executed by `a_killed_client_is_reaped...`: attach, write,
+/// say so, and wait to be killed. Does nothing in a normal test run.
+#[test]
+fn killed_client_role() {
+    let Some(arena) = std::env::var_os("LARDERD_TEST_WRITER") else {
+        return;
+    };
+    let c = larder::Cache::open(PathBuf::from(arena)).unwrap();
+    for i in 0..200 {
+        c.set(format!("w{i}").as_bytes(), &[b'w'; 500], None)
+            .unwrap();
+    }
+    println!("writer ready {}", std::process::id());
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_killed_client_is_reaped_and_its_segments_come_back() {
+    use std::io::BufRead;
+    let dir = tempdir("reap");
+    let arena = dir.0.join("arena");
+    let _d = start_with(&dir.0, &arena, &[("LARDER_SWEEP_INTERVAL", "100ms")]);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "killed_client_role",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LARDERD_TEST_WRITER", &arena)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let writer = KillOnDrop(child);
+    let ready = stdout
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("writer ready"));
+    assert!(ready, "the writer process did not start");
+    let c = larder::Cache::open(&arena).unwrap();
+    assert!(c.stats().processes.iter().any(|p| p.pid == pid));
+    let reclaimed_before = c.stats().totals.reclaimed;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    drop(writer);
+    let mut last = c.stats();
+    let reaped = wait_until(Duration::from_secs(5), || {
+        last = c.stats();
+        !last.processes.iter().any(|p| p.pid == pid)
+    });
+    assert!(reaped, "the daemon did not reap the dead writer: {last:?}");
+    assert!(
+        last.totals.reclaimed > reclaimed_before,
+        "{:?}",
+        last.totals
+    );
+    assert_eq!(
+        c.get(b"w199").unwrap(),
+        Some(vec![b'w'; 500]),
+        "its items stay"
+    );
+}
+
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn snapshots_are_written_periodically() {
+    let dir = tempdir("interval");
+    let arena = dir.0.join("arena");
+    let snap = dir.0.join("snap");
+    let _d = start_with(
+        &dir.0,
+        &arena,
+        &[
+            ("LARDER_SNAPSHOT", snap.to_str().unwrap()),
+            ("LARDER_SNAPSHOT_INTERVAL", "200ms"),
+        ],
+    );
+    let c = larder::Cache::open(&arena).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || snap.exists()),
+        "no periodic snapshot"
+    );
+    let before = c.snapshot_status().3;
+    c.set(b"big", &[b'b'; 4000], None).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || c.snapshot_status().3
+            > before + 4000),
+        "the next periodic snapshot does not hold the new item"
+    );
+    assert_eq!(
+        c.snapshot_status().3,
+        std::fs::metadata(&snap).unwrap().len()
+    );
 }

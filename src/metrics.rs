@@ -1,0 +1,255 @@
+//! Metrics in the Prometheus text exposition format, written to a file for node_exporter's
+//! textfile collector (`--collector.textfile.directory`; it reads `*.prom`).
+//!
+//! Every sample carries an `arena` label so several `larderd@` instances can write into one
+//! collector directory without clashing. The names are those of `cachectl stats
+//! --format prometheus`, plus the daemon's own (snapshots, sweeps, reaping).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use larder::{ArenaInfo, Stats};
+
+/// What the daemon itself knows, beside the arena's counters.
+#[derive(Debug, Default, Clone)]
+pub struct DaemonMetrics {
+    pub started: u64,
+    pub snapshots: u64,
+    pub snapshot_failures: u64,
+    /// Unix seconds of the last good snapshot, 0 if none.
+    pub snapshot_time: u64,
+    pub snapshot_bytes: u64,
+    pub snapshot_items: u64,
+    pub snapshot_seconds: f64,
+    pub swept_segments: u64,
+    pub freed_segments: u64,
+    pub reaped_processes: u64,
+}
+
+/// Renders one complete exposition.
+pub fn render(stats: &Stats, info: &ArenaInfo, d: &DaemonMetrics, now: u64) -> String {
+    let label = format!("{{arena=\"{}\"}}", escape(&info.path.to_string_lossy()));
+    let mut out = String::with_capacity(4096);
+    let mut put = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name}{label} {value}");
+    };
+    let t = &stats.totals;
+    let me = std::process::id();
+    let clients = stats.processes.iter().filter(|p| p.pid != me).count();
+    let c = "counter";
+    let g = "gauge";
+    put(
+        "larder_hits_total",
+        c,
+        "Lookups that found a live item.",
+        t.hits as f64,
+    );
+    put(
+        "larder_misses_total",
+        c,
+        "Lookups that found nothing.",
+        t.misses as f64,
+    );
+    put("larder_sets_total", c, "Items stored.", t.sets as f64);
+    put(
+        "larder_deletes_total",
+        c,
+        "Items deleted.",
+        t.deletes as f64,
+    );
+    put("larder_touches_total", c, "TTL changes.", t.touches as f64);
+    put(
+        "larder_evictions_total",
+        c,
+        "Items dropped by CLOCK eviction.",
+        t.evictions as f64,
+    );
+    put(
+        "larder_expired_total",
+        c,
+        "Expired items unlinked (on read or by the sweeper).",
+        t.expired as f64,
+    );
+    put(
+        "larder_index_evictions_total",
+        c,
+        "Items displaced from a full index neighbourhood.",
+        t.index_evictions as f64,
+    );
+    put(
+        "larder_rejected_total",
+        c,
+        "Writes refused for lack of space.",
+        t.rejected as f64,
+    );
+    put(
+        "larder_torn_retries_total",
+        c,
+        "Reads restarted because a segment was recycled under them.",
+        t.torn_retries as f64,
+    );
+    put(
+        "larder_corrupt_total",
+        c,
+        "Damaged slots or items met and cleared.",
+        t.corrupt as f64,
+    );
+    put(
+        "larder_reclaimed_total",
+        c,
+        "Segments recovered from dead processes.",
+        t.reclaimed as f64,
+    );
+    put(
+        "larder_items",
+        g,
+        "Items reachable through the index (expired ones not yet swept included).",
+        stats.items as f64,
+    );
+    put(
+        "larder_bytes_used",
+        g,
+        "Bytes of the item log in use.",
+        stats.bytes_used as f64,
+    );
+    put(
+        "larder_capacity_bytes",
+        g,
+        "Bytes the item log can hold.",
+        stats.capacity as f64,
+    );
+    put(
+        "larder_arena_size_bytes",
+        g,
+        "Size of the arena file.",
+        stats.arena_size as f64,
+    );
+    put(
+        "larder_segments",
+        g,
+        "Segments in the arena.",
+        f64::from(stats.segments),
+    );
+    put(
+        "larder_free_segments",
+        g,
+        "Segments that hold nothing.",
+        f64::from(stats.free_segments),
+    );
+    put(
+        "larder_processes",
+        g,
+        "Client processes attached to the arena (the daemon not counted).",
+        clients as f64,
+    );
+    put(
+        "larder_hit_ratio",
+        g,
+        "Hits over lookups since the arena was created.",
+        t.hit_ratio(),
+    );
+    put(
+        "larder_generation",
+        g,
+        "Daemon attaches to this arena so far.",
+        info.generation as f64,
+    );
+    put(
+        "larder_daemon_start_time_seconds",
+        g,
+        "Unix time the daemon started.",
+        d.started as f64,
+    );
+    put(
+        "larder_snapshots_total",
+        c,
+        "Snapshots written.",
+        d.snapshots as f64,
+    );
+    put(
+        "larder_snapshot_failures_total",
+        c,
+        "Snapshots that failed.",
+        d.snapshot_failures as f64,
+    );
+    put(
+        "larder_snapshot_last_success_timestamp_seconds",
+        g,
+        "Unix time of the last good snapshot (0: none yet).",
+        d.snapshot_time as f64,
+    );
+    put(
+        "larder_snapshot_last_bytes",
+        g,
+        "Size of the last good snapshot.",
+        d.snapshot_bytes as f64,
+    );
+    put(
+        "larder_snapshot_last_items",
+        g,
+        "Items in the last good snapshot.",
+        d.snapshot_items as f64,
+    );
+    put(
+        "larder_snapshot_last_duration_seconds",
+        g,
+        "How long the last good snapshot took.",
+        d.snapshot_seconds,
+    );
+    put(
+        "larder_sweep_segments_total",
+        c,
+        "Segments visited by the expiry sweeper.",
+        d.swept_segments as f64,
+    );
+    put(
+        "larder_sweep_freed_segments_total",
+        c,
+        "Segments the expiry sweeper freed.",
+        d.freed_segments as f64,
+    );
+    put(
+        "larder_reaped_processes_total",
+        c,
+        "Dead client processes reaped by the daemon.",
+        d.reaped_processes as f64,
+    );
+    put(
+        "larder_metrics_timestamp_seconds",
+        g,
+        "Unix time this file was written (to detect a stale file).",
+        now as f64,
+    );
+    out
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(s: &str) -> String {
+    s.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Replaces `path` with `text` atomically: a reader sees the old file or the new one whole.
+/// The temporary name starts with a dot and does not end in `.prom`, so the collector skips it.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "larder.prom".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
