@@ -45,12 +45,28 @@ impl<M: Mem> Engine<M> {
     }
 
     /// Records that `size` bytes at the lane's `wptr` now hold a complete item.
-    pub(crate) fn lane_commit(&self, lane: &mut Lane, size: u64) {
+    pub(crate) fn lane_commit(&self, lane: &mut Lane, size: u64, expires_at: u32) {
         let s = lane.seg.as_mut().expect("lane_commit after lane_room");
+        self.note_expiry(s.seg, expires_at);
         s.wptr += size;
         // Release: a walker that loads wptr with Acquire sees the complete item bytes below it.
         self.mem
             .store(self.geo.seg_wptr_off(s.seg), s.wptr, Release);
+    }
+
+    /// Lowers the segment's `min_expiry` to cover an item about to be committed. Only the
+    /// segment's owner calls this, before the item can be published or walked.
+    pub(crate) fn note_expiry(&self, seg: u32, expires_at: u32) {
+        if expires_at == 0 {
+            return;
+        }
+        let off = self.geo.seg_min_expiry_off(seg);
+        // Relaxed: single writer (the owner); the sweeper reads it after loading the state
+        // with Acquire, which orders it after the owner's last wptr/state Release.
+        let cur = self.mem.load(off, Relaxed);
+        if cur == 0 || u64::from(expires_at) < cur {
+            self.mem.store(off, u64::from(expires_at), Relaxed);
+        }
     }
 
     /// OPEN(me) → SEALED: the segment joins the log.
@@ -138,8 +154,10 @@ impl<M: Mem> Engine<M> {
                 Relaxed,
             )
             .ok()?;
-        // Relaxed: wptr is ours alone now; walkers read it only in SEALED/PARKED states.
+        // Relaxed: wptr and min_expiry are ours alone now; walkers read them only after
+        // the state changes again (Release).
         self.mem.store(self.geo.seg_wptr_off(seg), 0, Relaxed);
+        self.mem.store(self.geo.seg_min_expiry_off(seg), 0, Relaxed);
         // Release fence: pairs with the reader's fence(Acquire) before its generation
         // re-check (item.rs): any reader that sees a byte we write from here on also sees
         // the generation this segment was freed with.

@@ -10,6 +10,17 @@ use crate::layout::{
 use crate::mem::Mem;
 use crate::sync::Ordering::*;
 
+/// Items whose index slots a walk looks up together (their buckets prefetched at once).
+const WALK_BATCH: usize = 16;
+
+/// A walked item waiting for its slot to be examined.
+struct Pending {
+    item: u64,
+    size: u64,
+    hash: u64,
+    expired: bool,
+}
+
 /// How many items of a victim are sampled to estimate how much of it is still live.
 const LIVE_SAMPLE: u32 = 32;
 
@@ -151,74 +162,129 @@ impl<M: Mem> Engine<M> {
         let end = base + wptr;
         let now = self.now_rel();
         let mut live = 0;
+        let mut min_left = 0u32;
         let mut key = Vec::with_capacity(self.max_key as usize);
         let mut pos = base;
-        while pos + 16 <= end {
-            let Some(h) = self.decode_hdr(pos, end) else {
-                // Damaged bytes: stop here. Slots into the rest heal as stale once the
-                // segment is recycled (design.md §4.6, §7).
-                if mode != Walk::SweepShared {
-                    self.count(who, Counter::Corrupt);
-                }
-                break;
-            };
-            let item = pos;
-            pos += h.size;
-            if h.gen != gen {
-                continue;
-            }
-            key.clear();
-            self.copy_out(h.key_off, h.key_len as usize, &mut key);
-            let hash = self.hash(&key);
-            let loc = item / 8;
-            let Some((slot, mut w)) = self.slot_of_item(hash, loc, gen & SLOT_GEN_MASK) else {
-                continue;
-            };
-            let expired = (h.expires_at != 0
-                && u64::from(now) >= u64::from(h.expires_at) + u64::from(h.grace))
-                || (h.ntags > 0 && !self.tags_ok(item, &h));
-            let mut copied: Option<u64> = None;
-            loop {
-                let referenced = w & REF_BIT != 0;
-                let keep =
-                    !expired && (!matches!(mode, Walk::Evict | Walk::SecondChance) || referenced);
-                let new_w = if !keep {
-                    0
-                } else if mode == Walk::SecondChance {
-                    w & !REF_BIT
-                } else if matches!(mode, Walk::Sweep | Walk::SweepShared) {
-                    live += 1;
-                    break;
-                } else if let Some(to) =
-                    copied.or_else(|| self.copy_forward(dest.as_deref_mut(), item, h.size))
-                {
-                    copied = Some(to);
-                    let d = dest.as_deref().expect("copied implies a destination");
-                    slot_word(hash_tag(hash), d.gen, to / 8)
-                } else {
-                    0
-                };
-                // AcqRel: Release publishes a copy's bytes; Acquire on the unlink orders it
-                // before the segment is freed. Relaxed failure: re-examine the word.
-                match self.mem.cas(slot, w, new_w, AcqRel, Relaxed) {
-                    Ok(_) => {
-                        if new_w != 0 {
-                            live += 1;
-                        } else if expired {
-                            self.count(who, Counter::Expired);
-                        } else {
-                            self.count(who, Counter::Evictions);
-                        }
-                        break;
+        let mut batch: Vec<Pending> = Vec::with_capacity(WALK_BATCH);
+        let mut damaged = false;
+        while !damaged && pos + 16 <= end {
+            // Phase 1: decode a batch of items that need their index slot, and prefetch
+            // those slots, so the random index accesses overlap instead of queueing.
+            batch.clear();
+            while batch.len() < WALK_BATCH && pos + 16 <= end {
+                let Some(h) = self.decode_hdr(pos, end) else {
+                    // Damaged bytes: stop here. Slots into the rest heal as stale once the
+                    // segment is recycled (design.md §4.6, §7).
+                    if mode != Walk::SweepShared {
+                        self.count(who, Counter::Corrupt);
                     }
-                    // Only the reference bit changed: decide again on the new word.
-                    Err(cur) if slot_loc(cur) == loc && slot_gen(cur) == slot_gen(w) => w = cur,
-                    // Updated, deleted or moved by someone else: not ours any more.
-                    Err(_) => break,
+                    damaged = true;
+                    break;
+                };
+                let item = pos;
+                pos += h.size;
+                if h.gen != gen {
+                    continue;
                 }
+                let expired = (h.expires_at != 0
+                    && u64::from(now) >= u64::from(h.expires_at) + u64::from(h.grace))
+                    || (h.ntags > 0 && !self.tags_ok(item, &h));
+                if !expired && matches!(mode, Walk::Sweep | Walk::SweepShared) {
+                    // Nothing to do for the sweeper; counted as live without the index
+                    // lookup (conservative: the segment is freed only if nothing in it may
+                    // be live).
+                    live += 1;
+                    if h.expires_at != 0 && (min_left == 0 || h.expires_at < min_left) {
+                        min_left = h.expires_at;
+                    }
+                    continue;
+                }
+                key.clear();
+                self.copy_out(h.key_off, h.key_len as usize, &mut key);
+                let hash = self.hash(&key);
+                for b in self.neighbourhood(hash) {
+                    self.mem.prefetch(b);
+                }
+                batch.push(Pending {
+                    item,
+                    size: h.size,
+                    hash,
+                    expired,
+                });
+            }
+            // Phase 2: unlink, copy forward or keep each one.
+            for p in &batch {
+                live += self.settle(who, p, gen, mode, dest.as_deref_mut());
             }
         }
+        if mode == Walk::Sweep {
+            // Relaxed: we hold the segment EVICTING; return_segment's Release publishes it.
+            self.mem.store(
+                self.geo.seg_min_expiry_off(seg),
+                u64::from(min_left),
+                Relaxed,
+            );
+        }
         live
+    }
+
+    /// Decides the fate of one walked item whose slot may point at it (design.md §4.4 step
+    /// 3). Returns 1 if it stays referenced (kept, moved or spared), else 0.
+    fn settle(
+        &self,
+        who: Who,
+        p: &Pending,
+        gen: u64,
+        mode: Walk,
+        mut dest: Option<&mut OpenSeg>,
+    ) -> u64 {
+        let loc = p.item / 8;
+        let Some((slot, mut w)) = self.slot_of_item(p.hash, loc, gen & SLOT_GEN_MASK) else {
+            return 0;
+        };
+        let mut copied: Option<u64> = None;
+        loop {
+            let referenced = w & REF_BIT != 0;
+            let keep =
+                !p.expired && (!matches!(mode, Walk::Evict | Walk::SecondChance) || referenced);
+            let new_w = if !keep {
+                0
+            } else if mode == Walk::SecondChance {
+                w & !REF_BIT
+            } else if matches!(mode, Walk::Sweep | Walk::SweepShared) {
+                return 1;
+            } else if let Some(to) =
+                copied.or_else(|| self.copy_forward(dest.as_deref_mut(), p.item, p.size))
+            {
+                copied = Some(to);
+                let d = dest.as_deref().expect("copied implies a destination");
+                slot_word(hash_tag(p.hash), d.gen, to / 8)
+            } else {
+                0
+            };
+            // AcqRel: Release publishes a copy's bytes; Acquire on the unlink orders it
+            // before the segment is freed. Relaxed failure: re-examine the word.
+            match self.mem.cas(slot, w, new_w, AcqRel, Relaxed) {
+                Ok(_) => {
+                    if new_w != 0 {
+                        return 1;
+                    }
+                    self.count(
+                        who,
+                        if p.expired {
+                            Counter::Expired
+                        } else {
+                            Counter::Evictions
+                        },
+                    );
+                    return 0;
+                }
+                // Only the reference bit changed: decide again on the new word.
+                Err(cur) if slot_loc(cur) == loc && slot_gen(cur) == slot_gen(w) => w = cur,
+                // Updated, deleted or moved by someone else: not ours any more.
+                Err(_) => return 0,
+            }
+        }
     }
 
     /// Of the first items of a segment we hold, how many are still referenced by the index:
@@ -258,6 +324,8 @@ impl<M: Mem> Engine<M> {
             return None;
         }
         let to = self.geo.seg_base(d.seg) + d.wptr;
+        // Relaxed: we own the victim; its bytes are stable.
+        self.note_expiry(d.seg, self.mem.load(from + 8, Relaxed) as u32);
         self.copy_item(from, to, size, d.gen);
         d.wptr += size;
         // Release: as lane_commit — walkers see the copy complete below wptr.

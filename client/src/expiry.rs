@@ -91,6 +91,12 @@ impl<M: Mem> Engine<M> {
         for _ in 0..max_segments.min(self.geo.nsegs) {
             // Relaxed: the hand only spreads work; each segment is taken by CAS.
             let seg = (self.mem.fetch_add(H_SWEEP_HAND, 1, Relaxed) % n) as u32;
+            // Relaxed: a lower bound kept by the segment's owner (alloc.rs note_expiry); a
+            // stale read only delays this segment to the next pass.
+            let min = self.mem.load(self.geo.seg_min_expiry_off(seg), Relaxed);
+            if min == 0 || min > u64::from(self.now_rel()) {
+                continue;
+            }
             let Some(prev) = self.take_for_walk(who, seg) else {
                 self.sweep_open(who, seg);
                 continue;

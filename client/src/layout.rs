@@ -250,12 +250,17 @@ pub const PS_BASE: u64 = offset_of!(ProcSlot, base) as u64;
 pub struct SegEntry {
     pub ctl: u64,
     pub wptr: u64,
-    pub reserved: [u64; 6],
+    /// Smallest `expires_at` of the items below `wptr` that have one (0: none). Written by
+    /// the segment's owner before it publishes an item; a lower bound the sweeper trusts to
+    /// skip segments with nothing to expire.
+    pub min_expiry: u64,
+    pub reserved: [u64; 5],
 }
 pub const SEG_ENTRY_SIZE: u64 = size_of::<SegEntry>() as u64;
 const _: () = assert!(SEG_ENTRY_SIZE == 64);
 pub const SE_CTL: u64 = offset_of!(SegEntry, ctl) as u64;
 pub const SE_WPTR: u64 = offset_of!(SegEntry, wptr) as u64;
+pub const SE_MIN_EXPIRY: u64 = offset_of!(SegEntry, min_expiry) as u64;
 
 /// One hash bucket: insert lock + seven slots, one cache line (design.md §2.4).
 #[repr(C, align(64))]
@@ -534,6 +539,9 @@ impl Geometry {
     }
     pub const fn seg_wptr_off(&self, seg: u32) -> u64 {
         self.segtab_off + seg as u64 * SEG_ENTRY_SIZE + SE_WPTR
+    }
+    pub const fn seg_min_expiry_off(&self, seg: u32) -> u64 {
+        self.segtab_off + seg as u64 * SEG_ENTRY_SIZE + SE_MIN_EXPIRY
     }
     pub const fn bucket_off(&self, b: u64) -> u64 {
         self.index_off + b * BUCKET_SIZE

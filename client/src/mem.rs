@@ -27,6 +27,9 @@ pub(crate) trait Mem: Send + Sync {
     fn fetch_add(&self, off: u64, v: u64, o: Ordering) -> u64 {
         self.word(off).fetch_add(v, o)
     }
+    /// A hint that the line at `off` will be read soon. Never faults, never required.
+    #[inline]
+    fn prefetch(&self, _off: u64) {}
 }
 
 #[cfg(not(larder_loom))]
@@ -62,6 +65,23 @@ mod map {
             // `self`. Other processes access these bytes only through 8-byte atomics too
             // (design.md §2), so viewing them as an `AtomicU64` creates no data race.
             unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(off as usize).cast::<u64>()) }
+        }
+
+        #[inline]
+        fn prefetch(&self, off: u64) {
+            #[cfg(target_arch = "x86_64")]
+            if off < self.len {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                // SAFETY: `off` is inside the mapping (checked above), so the pointer
+                // arithmetic stays in bounds; a prefetch only hints the cache and never
+                // faults or reads into the program.
+                #[allow(unused_unsafe)]
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(self.map.as_ptr().add(off as usize).cast::<i8>())
+                };
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = off;
         }
     }
 }

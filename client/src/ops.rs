@@ -153,7 +153,7 @@ impl<M: Mem> Engine<M> {
         })?;
         let at = self.geo.seg_base(s.seg) + s.wptr;
         self.write_item_ext(at, key, value, expires_at, s.gen, ext);
-        self.lane_commit(lane, size);
+        self.lane_commit(lane, size, expires_at);
         Ok(slot_word(hash_tag(hash), s.gen, at / 8))
     }
 
