@@ -243,8 +243,21 @@ fn decode(mut r: impl Read, len: u64, visit: &mut Visit<'_>) -> Result<(u64, u64
 }
 
 fn open_and_decode(path: &Path, visit: &mut Visit<'_>) -> Result<(u64, u64), ReadError> {
-    let f = File::open(path).map_err(ReadError::Io)?;
-    let len = f.metadata().map_err(ReadError::Io)?.len();
+    // O_NONBLOCK: a FIFO (or other special file) at the path must not block the open; it
+    // is then refused as not a regular file.
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    let meta = f.metadata().map_err(ReadError::Io)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let len = meta.len();
     decode(BufReader::with_capacity(1 << 20, f), len, visit)
 }
 

@@ -1,7 +1,7 @@
 //! Segments: claiming, appending, sealing and parking (docs/design.md §2.3, §4.5).
 
 use crate::engine::{Engine, Who};
-use crate::layout::{ctl_gen, ctl_owner, ctl_state, seg_ctl, SegState};
+use crate::layout::{ctl_gen, ctl_owner, ctl_state, seg_ctl, SegState, H_SEAL_SEQ};
 use crate::mem::Mem;
 use crate::sync::{fence, Ordering::*};
 
@@ -69,8 +69,18 @@ impl<M: Mem> Engine<M> {
         }
     }
 
+    /// Puts a segment at the back of the log (before the state change that lets evictors
+    /// see it).
+    pub(crate) fn enqueue(&self, seg: u32) {
+        // Relaxed: a position for the evictor's choice of victim; the state CAS that follows
+        // (Release) publishes it; a stale read only changes which segment goes first.
+        let seq = self.mem.fetch_add(H_SEAL_SEQ, 1, Relaxed) + 1;
+        self.mem.store(self.geo.seg_seq_off(seg), seq, Relaxed);
+    }
+
     /// OPEN(me) → SEALED: the segment joins the log.
     pub(crate) fn seal(&self, who: Who, s: OpenSeg) {
+        self.enqueue(s.seg);
         let off = self.geo.seg_ctl_off(s.seg);
         // AcqRel: Release orders our item writes before the state change evictors act on
         // (they also load wptr with Acquire); Relaxed failure: someone reaped us, nothing to do.
@@ -85,6 +95,7 @@ impl<M: Mem> Engine<M> {
 
     /// OPEN(me) → PARKED: give a partly filled segment back for others to adopt.
     pub(crate) fn park(&self, who: Who, s: OpenSeg) {
+        self.enqueue(s.seg);
         let off = self.geo.seg_ctl_off(s.seg);
         // AcqRel: as in seal.
         let _ = self.mem.cas(

@@ -337,8 +337,8 @@ impl Cache {
 
     /// Removes every item. Returns how many index entries were cleared.
     pub fn flush(&self) -> Result<u64, Error> {
-        self.inner.who()?;
-        Ok(self.inner.eng.flush())
+        let who = self.inner.who()?;
+        Ok(self.inner.eng.flush(who))
     }
 
     /// Streams the keys present (expired ones excluded), bucket by bucket, without loading

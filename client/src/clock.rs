@@ -54,19 +54,29 @@ impl<M: Mem> Engine<M> {
         // only the last attempt drops them, so a full reserve never costs hot items early.
         for attempt in 0..4 {
             let mut victim = None;
+            // The oldest segment of the log first (lowest `seq`); if another evictor takes it
+            // first, look again; as a last resort any segment the hand finds.
+            for _ in 0..4 {
+                if let Some(seg) = self.oldest_in_log() {
+                    if let Some(prev) = self.take_for_walk(who, seg) {
+                        victim = Some((seg, prev));
+                        break;
+                    }
+                }
+            }
             for _ in 0..2 * n {
-                // Relaxed: the hand only spreads evictors over segments; the claim is a CAS.
-                let seg = (self.mem.fetch_add(H_CLOCK_HAND, 1, Relaxed) % u64::from(n)) as u32;
-                if let Some(prev) = self.take_for_walk(who, seg) {
-                    victim = Some((seg, prev));
+                if victim.is_some() {
                     break;
                 }
+                // Relaxed: the hand only spreads evictors over segments; the claim is a CAS.
+                let seg = (self.mem.fetch_add(H_CLOCK_HAND, 1, Relaxed) % u64::from(n)) as u32;
+                victim = self.take_for_walk(who, seg).map(|prev| (seg, prev));
             }
             let Some((seg, prev)) = victim else {
                 return dest;
             };
             if dest.is_none() {
-                dest = self.claim_any_free(who);
+                dest = self.claim_destination(who);
             }
             let gen = ctl_gen(prev);
             let (live, sampled) = self.sample_live(seg, gen);
@@ -77,6 +87,8 @@ impl<M: Mem> Engine<M> {
             };
             let kept = self.walk_segment(who, seg, gen, mode, dest.as_mut());
             if mode == Walk::SecondChance && kept > 0 {
+                // Second chance: the segment goes to the back of the log, its bits cleared.
+                self.enqueue(seg);
                 self.return_segment(who, seg, prev);
                 continue;
             }
@@ -88,6 +100,35 @@ impl<M: Mem> Engine<M> {
             });
         }
         dest
+    }
+
+    /// A FREE segment for copy-forward. If the reserve is empty (concurrent evictors took
+    /// it), waits a little — bounded, about 2 ms — for one of them to free its victim, since
+    /// without a destination live items can only be spared in place or dropped.
+    fn claim_destination(&self, who: Who) -> Option<OpenSeg> {
+        for round in 0..48u32 {
+            if let Some(d) = self.claim_any_free(who) {
+                return Some(d);
+            }
+            crate::sync::backoff(round.saturating_mul(8));
+        }
+        None
+    }
+
+    /// The SEALED or PARKED segment that joined the log first.
+    fn oldest_in_log(&self) -> Option<u32> {
+        let mut best: Option<(u64, u32)> = None;
+        for seg in 0..self.geo.nsegs {
+            // Relaxed: a survey; the victim is then taken by CAS.
+            let c = self.mem.load(self.geo.seg_ctl_off(seg), Relaxed);
+            if matches!(ctl_state(c), Some(SegState::Sealed | SegState::Parked)) {
+                let seq = self.mem.load(self.geo.seg_seq_off(seg), Relaxed);
+                if best.is_none_or(|(b, _)| seq < b) {
+                    best = Some((seq, seg));
+                }
+            }
+        }
+        best.map(|(_, seg)| seg)
     }
 
     /// SEALED/PARKED(g) → EVICTING(g, me). Returns the previous control word.

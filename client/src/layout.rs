@@ -182,6 +182,7 @@ pub struct Header {
     pub daemon: DaemonLine,
     pub snap_req: Line,
     pub snap_ack: SnapAckLine,
+    pub seal_seq: Line,
 }
 
 /// Size of the header region (one page).
@@ -201,6 +202,7 @@ pub const H_DAEMON_PID: u64 = (offset_of!(Header, daemon) + offset_of!(DaemonLin
 pub const H_DAEMON_STARTED: u64 =
     (offset_of!(Header, daemon) + offset_of!(DaemonLine, started)) as u64;
 pub const H_SNAP_REQ: u64 = offset_of!(Header, snap_req) as u64;
+pub const H_SEAL_SEQ: u64 = offset_of!(Header, seal_seq) as u64;
 pub const H_SNAP_ACK: u64 = (offset_of!(Header, snap_ack) + offset_of!(SnapAckLine, ack)) as u64;
 pub const H_SNAP_TIME: u64 = (offset_of!(Header, snap_ack) + offset_of!(SnapAckLine, time)) as u64;
 pub const H_SNAP_BYTES: u64 =
@@ -254,13 +256,17 @@ pub struct SegEntry {
     /// the segment's owner before it publishes an item; a lower bound the sweeper trusts to
     /// skip segments with nothing to expire.
     pub min_expiry: u64,
-    pub reserved: [u64; 5],
+    /// Position in the log: drawn from the header's `seal_seq` when the segment is sealed or
+    /// parked (and when a second chance sends it to the back). Eviction takes the lowest.
+    pub seq: u64,
+    pub reserved: [u64; 4],
 }
 pub const SEG_ENTRY_SIZE: u64 = size_of::<SegEntry>() as u64;
 const _: () = assert!(SEG_ENTRY_SIZE == 64);
 pub const SE_CTL: u64 = offset_of!(SegEntry, ctl) as u64;
 pub const SE_WPTR: u64 = offset_of!(SegEntry, wptr) as u64;
 pub const SE_MIN_EXPIRY: u64 = offset_of!(SegEntry, min_expiry) as u64;
+pub const SE_SEQ: u64 = offset_of!(SegEntry, seq) as u64;
 
 /// One hash bucket: insert lock + seven slots, one cache line (design.md §2.4).
 #[repr(C, align(64))]
@@ -539,6 +545,9 @@ impl Geometry {
     }
     pub const fn seg_wptr_off(&self, seg: u32) -> u64 {
         self.segtab_off + seg as u64 * SEG_ENTRY_SIZE + SE_WPTR
+    }
+    pub const fn seg_seq_off(&self, seg: u32) -> u64 {
+        self.segtab_off + seg as u64 * SEG_ENTRY_SIZE + SE_SEQ
     }
     pub const fn seg_min_expiry_off(&self, seg: u32) -> u64 {
         self.segtab_off + seg as u64 * SEG_ENTRY_SIZE + SE_MIN_EXPIRY

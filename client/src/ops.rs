@@ -272,8 +272,9 @@ impl<M: Mem> Engine<M> {
             .map(|f| self.remaining(f.info.expires_at)))
     }
 
-    /// Empties the index (design.md §4.8). Returns the number of items removed.
-    pub(crate) fn flush(&self) -> u64 {
+    /// Empties the index, then returns every segment of the log to the free pool
+    /// (design.md §4.8). Returns the number of items removed.
+    pub(crate) fn flush(&self, who: Who) -> u64 {
         // Relaxed: a generation number for observers; the unlinks below are the flush.
         self.mem.fetch_add(H_FLUSH_GEN, 1, Relaxed);
         let mut n = 0;
@@ -283,6 +284,16 @@ impl<M: Mem> Engine<M> {
                 n += 1;
             }
         });
+        // Whatever a concurrent writer published meanwhile is unlinked by the walk like any
+        // evicted item (it was concurrent with the flush); segments held by writers or
+        // evictors are left to them.
+        for seg in 0..self.geo.nsegs {
+            if let Some(prev) = self.take_for_walk(who, seg) {
+                let gen = crate::layout::ctl_gen(prev);
+                self.walk_segment(who, seg, gen, crate::clock::Walk::Evict, None);
+                self.free_segment(who, seg, gen);
+            }
+        }
         n
     }
 }

@@ -65,7 +65,11 @@ impl<M: Mem> Engine<M> {
         let owned: Vec<(u32, u64)> = self.segments_owned_by(reg).collect();
         for (seg, c) in owned {
             let to = match ctl_state(c) {
-                Some(SegState::Open) => SegState::Parked,
+                Some(SegState::Open) => {
+                    // Its newest items are the dead writer's last: it joins the log's back.
+                    self.enqueue(seg);
+                    SegState::Parked
+                }
                 _ => SegState::Sealed,
             };
             // AcqRel: Acquire sees the dead owner's last wptr; Release hands it to the next
