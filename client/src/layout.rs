@@ -370,10 +370,12 @@ pub const fn slot_gen(w: u64) -> u64 {
 pub const fn slot_loc(w: u64) -> u64 {
     w & LOC_MASK
 }
-/// The tag a key's slot carries: the top 14 bits of its hash.
+/// The tag a key's slot carries: the low 14 bits of its hash. Not the top bits: the home
+/// bucket is chosen by multiply-shift from the top bits, so keys sharing a bucket would
+/// share top-bit tags and the tag would filter nothing.
 #[inline]
 pub const fn hash_tag(hash: u64) -> u64 {
-    hash >> (64 - TAG_BITS)
+    hash & TAG_MASK
 }
 
 // ---- Segment control word: [63..36 gen][35..32 state][31..0 owner registration] ----
