@@ -12,6 +12,15 @@ use crate::mem::Mem;
 use crate::sync::Ordering::*;
 use crate::Error;
 
+/// What [`Engine::fetch`] found.
+pub(crate) enum Fetched {
+    /// A live item (its value appended), with its cas token.
+    Live(ItemInfo, u64),
+    /// Expired but within its stale grace (its value appended).
+    Stale,
+    Missing,
+}
+
 impl<M: Mem> Engine<M> {
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<(), Error> {
         if key.is_empty() {
@@ -36,7 +45,40 @@ impl<M: Mem> Engine<M> {
         Ok(())
     }
 
-    /// Appends the value of `key` to `out`; returns what was found (design.md §4.1).
+    /// Appends the value of `key` to `out` if it is live or stale, and says which (design.md
+    /// §4.1). Counts a hit for a live item, a miss otherwise; unlinks a dead one.
+    pub(crate) fn fetch(&self, who: Who, key: &[u8], hash: u64, out: &mut Vec<u8>) -> Fetched {
+        let mark = out.len();
+        for _ in 0..READ_RETRIES {
+            match self.lookup(who, key, hash, Some(out)) {
+                Lookup::Found(f) => match self.fresh(&f.info) {
+                    Fresh::Live => {
+                        self.touch_ref(&f);
+                        self.count(who, Counter::Hits);
+                        return Fetched::Live(f.info, f.token());
+                    }
+                    Fresh::Stale => {
+                        self.count(who, Counter::Misses);
+                        return Fetched::Stale;
+                    }
+                    Fresh::Dead => {
+                        out.truncate(mark);
+                        // Relaxed: unlinking a dead item publishes nothing.
+                        if self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
+                            self.count(who, Counter::Expired);
+                        }
+                        break;
+                    }
+                },
+                Lookup::NotFound => break,
+                Lookup::Torn => self.count(who, Counter::TornRetries),
+            }
+        }
+        self.count(who, Counter::Misses);
+        Fetched::Missing
+    }
+
+    /// Appends the value of a live `key` to `out`; returns what was found, and its cas token.
     #[inline]
     pub(crate) fn get(
         &self,
@@ -45,36 +87,15 @@ impl<M: Mem> Engine<M> {
         out: &mut Vec<u8>,
     ) -> Result<Option<(ItemInfo, u64)>, Error> {
         self.check_key(key)?;
-        let hash = self.hash(key);
         let mark = out.len();
-        for _ in 0..READ_RETRIES {
-            match self.lookup(who, key, hash, Some(out)) {
-                Lookup::Found(f) => {
-                    match self.fresh(&f.info) {
-                        Fresh::Live => {}
-                        Fresh::Stale => {
-                            out.truncate(mark);
-                            break;
-                        }
-                        Fresh::Dead => {
-                            out.truncate(mark);
-                            // Relaxed: unlinking a dead item publishes nothing.
-                            if self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
-                                self.count(who, Counter::Expired);
-                            }
-                            break;
-                        }
-                    }
-                    self.touch_ref(&f);
-                    self.count(who, Counter::Hits);
-                    return Ok(Some((f.info, f.token())));
-                }
-                Lookup::NotFound => break,
-                Lookup::Torn => self.count(who, Counter::TornRetries),
+        match self.fetch(who, key, self.hash(key), out) {
+            Fetched::Live(info, token) => Ok(Some((info, token))),
+            Fetched::Stale => {
+                out.truncate(mark);
+                Ok(None)
             }
+            Fetched::Missing => Ok(None),
         }
-        self.count(who, Counter::Misses);
-        Ok(None)
     }
 
     /// Appends the value of a live `key` to `out` without counting or marking it referenced;

@@ -7,13 +7,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
-use crate::engine::{Engine, Who};
-use crate::expiry::Fresh;
-use crate::index::{Lookup, Mode, READ_RETRIES};
-use crate::item::ItemInfo;
-use crate::layout::{item_meta, item_tag, Counter, MAX_DELTA_MS, MAX_TAGS};
+use crate::engine::Engine;
+use crate::index::Mode;
+use crate::layout::{item_meta, item_tag, MAX_DELTA_MS, MAX_TAGS};
 use crate::lease::LeaseTry;
-use crate::mem::{MapMem, Mem};
+use crate::mem::Mem;
+use crate::ops::Fetched;
 use crate::sync::Ordering::*;
 use crate::Error;
 
@@ -125,42 +124,6 @@ pub struct MaybeStale {
     pub stale: bool,
 }
 
-/// What a read found, for the patterns' own decisions.
-enum Found {
-    Live(ItemInfo),
-    Stale,
-    Missing,
-}
-
-fn read(e: &Engine<MapMem>, who: Who, key: &[u8], hash: u64, out: &mut Vec<u8>) -> Found {
-    let mark = out.len();
-    for _ in 0..READ_RETRIES {
-        match e.lookup(who, key, hash, Some(out)) {
-            Lookup::Found(f) => {
-                return match e.fresh(&f.info) {
-                    Fresh::Live => {
-                        e.touch_ref(&f);
-                        e.count(who, Counter::Hits);
-                        Found::Live(f.info)
-                    }
-                    Fresh::Stale => Found::Stale,
-                    Fresh::Dead => {
-                        out.truncate(mark);
-                        // Relaxed: unlinking publishes nothing.
-                        let _ = e.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed);
-                        e.count(who, Counter::Misses);
-                        Found::Missing
-                    }
-                };
-            }
-            Lookup::NotFound => break,
-            Lookup::Torn => e.count(who, Counter::TornRetries),
-        }
-    }
-    e.count(who, Counter::Misses);
-    Found::Missing
-}
-
 /// A uniform draw in (0, 1] from a per-thread xorshift generator.
 fn uniform() -> f64 {
     use std::cell::Cell;
@@ -241,13 +204,13 @@ impl Cache {
         self.with_engine(|e, who| {
             e.check_key(key)?;
             let mut value = Vec::new();
-            Ok(match read(e, who, key, e.hash(key), &mut value) {
-                Found::Live(_) => Some(MaybeStale {
+            Ok(match e.fetch(who, key, e.hash(key), &mut value) {
+                Fetched::Live(..) => Some(MaybeStale {
                     value,
                     stale: false,
                 }),
-                Found::Stale => Some(MaybeStale { value, stale: true }),
-                Found::Missing => None,
+                Fetched::Stale => Some(MaybeStale { value, stale: true }),
+                Fetched::Missing => None,
             })
         })?
     }
@@ -295,9 +258,9 @@ impl Cache {
         let mut nap = Duration::from_millis(1);
         loop {
             buf.clear();
-            let found = self.with_engine(|e, who| read(e, who, key, hash, &mut buf))?;
+            let found = self.with_engine(|e, who| e.fetch(who, key, hash, &mut buf))?;
             let refresh_early = match &found {
-                Found::Live(info) => match opts.beta {
+                Fetched::Live(info, _) => match opts.beta {
                     Some(beta) if info.expires_at != 0 => self.with_engine(|e, _| {
                         let left_ms =
                             (u64::from(info.expires_at) * 1000).saturating_sub(e.now_ms()) as f64;
@@ -340,7 +303,7 @@ impl Cache {
                     return result.map_err(LoadError::Loader);
                 }
                 LeaseTry::Held { until_ms } => {
-                    if matches!(found, Found::Live(_) | Found::Stale) {
+                    if matches!(found, Fetched::Live(..) | Fetched::Stale) {
                         // Someone else refreshes: serve what we have.
                         return Ok(buf);
                     }
