@@ -328,9 +328,12 @@ impl<M: Mem> Engine<M> {
         }
     }
 
-    /// Of the first items of a segment we hold, how many are still referenced by the index:
-    /// `(live, sampled)`.
-    fn sample_live(&self, seg: u32, gen: u64) -> (u32, u32) {
+    /// Of `LIVE_SAMPLE` items spread evenly over a segment we hold, how many bytes are
+    /// still referenced by the index: `(live, sampled)`. Spread, not the first ones: a
+    /// copy-forward destination starts with the survivors of its victim, so its head is far
+    /// more live than the rest (measured: a 2 %-live segment sampled at 19/32 by its head,
+    /// and live items evicted from an arena 80 % dead).
+    fn sample_live(&self, seg: u32, gen: u64) -> (u64, u64) {
         let base = self.geo.seg_base(seg);
         // Acquire: as in walk_segment.
         let end = base
@@ -338,21 +341,38 @@ impl<M: Mem> Engine<M> {
                 .mem
                 .load(self.geo.seg_wptr_off(seg), Acquire)
                 .min(self.geo.seg_size());
-        let mut key = Vec::with_capacity(self.max_key as usize);
-        let (mut live, mut sampled, mut pos) = (0, 0, base);
-        while sampled < LIVE_SAMPLE && pos + 16 <= end {
+        // Pass 1: count the items (headers only: a sequential read, no index lookups).
+        let mut items = 0u64;
+        let mut pos = base;
+        while pos + 16 <= end {
             let Some(h) = self.decode_hdr(pos, end) else {
                 break;
             };
-            key.clear();
-            self.copy_out(h.key_off, h.key_len as usize, &mut key);
-            if self
-                .slot_of_item(self.hash(&key), pos / 8, gen & SLOT_GEN_MASK)
-                .is_some()
-            {
-                live += 1;
+            items += 1;
+            pos += h.size;
+        }
+        let stride = (items / u64::from(LIVE_SAMPLE)).max(1);
+        // Pass 2: look up every `stride`-th item in the index.
+        let mut key = Vec::with_capacity(self.max_key as usize);
+        let (mut live, mut sampled, mut i) = (0, 0, 0u64);
+        pos = base;
+        while pos + 16 <= end {
+            let Some(h) = self.decode_hdr(pos, end) else {
+                break;
+            };
+            if i % stride == 0 {
+                key.clear();
+                self.copy_out(h.key_off, h.key_len as usize, &mut key);
+                if h.gen == gen
+                    && self
+                        .slot_of_item(self.hash(&key), pos / 8, gen & SLOT_GEN_MASK)
+                        .is_some()
+                {
+                    live += h.size;
+                }
+                sampled += h.size;
             }
-            sampled += 1;
+            i += 1;
             pos += h.size;
         }
         (live, sampled)
