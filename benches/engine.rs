@@ -3,13 +3,16 @@
 //!
 //! * the *floor*: a bare, unsynchronised open-addressed table (linear probing, key and value
 //!   inline in 128-byte slots, FNV-1a) in a `MAP_SHARED` mapping of a file under /dev/shm;
-//!   whatever larder costs above it is the price of its protocol (validation, atomics, CLOCK);
+//!   whatever larder costs above it is the price of its protocol (validation, atomics, CLOCK).
+//!   The floor and larder are each measured twice, on huge pages (larder's default, see
+//!   client/src/mapping.rs) and on 4 KiB pages, and compared like with like;
 //! * an in-process `RwLock<HashMap<Vec<u8>, Vec<u8>>>`, the usual thing larder replaces.
 //!
 //! Workload: 100 000 keys of 12 bytes, 100-byte values, uniform random keys from a seeded
-//! sequence shared by every system; one warm-up round, then the median of several rounds.
+//! sequence shared by every system; one warm-up round, then the median of several rounds,
+//! interleaved across the systems so that load drifting on a shared machine reaches all.
 //!
-//! `LARDER_BENCH_OPS` sets the operations per round (default 1 000 000). When the binary is
+//! `LARDER_BENCH_OPS` sets the operations per round (default 500 000). When the binary is
 //! run with `--test` or `--list`, or without `--bench` (that is, by `cargo test`), it runs a
 //! tiny version and exits, so test runs stay fast.
 
@@ -20,16 +23,15 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::Instant;
 
-use memmap2::MmapMut;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const NKEYS: usize = 100_000;
 const KEY_LEN: usize = 12;
 const VALUE_LEN: usize = 100;
-const DEFAULT_OPS: usize = 1_000_000;
+const DEFAULT_OPS: usize = 500_000;
 const QUICK_OPS: usize = 1_000;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 const SEED: u64 = 0x5eed_1a7d_e700_0001;
 const ARENA_BYTES: u64 = 64 << 20;
 
@@ -59,7 +61,7 @@ const SLOT_VAL: usize = SLOT_KEY + SLOT_KEY_MAX;
 const SLOT_VAL_MAX: usize = SLOT - SLOT_VAL;
 
 struct FloorTable {
-    map: MmapMut,
+    map: larder::AlignedMapping,
     shift: u32,
     mask: usize,
 }
@@ -74,8 +76,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 impl FloorTable {
-    /// A table of `slots` slots (a power of two) in a new file at `path`.
-    fn create(path: &Path, slots: usize) -> std::io::Result<FloorTable> {
+    /// A table of `slots` slots (a power of two) in a new file at `path`, mapped the way
+    /// larder maps its arena (PMD-aligned) and, if `huge`, collapsed into huge pages the
+    /// way larder collapses a new arena.
+    fn create(path: &Path, slots: usize, huge: bool) -> std::io::Result<FloorTable> {
         assert!(slots.is_power_of_two());
         let file: File = OpenOptions::new()
             .read(true)
@@ -83,15 +87,29 @@ impl FloorTable {
             .create_new(true)
             .open(path)?;
         file.set_len((slots * SLOT) as u64)?;
-        // SAFETY: the file was just created with `create_new` under a name unique to this
-        // process, and nothing else opens, truncates or writes it while it is mapped, so the
-        // mapping's contents only change through this `MmapMut`.
-        let map = unsafe { MmapMut::map_mut(&file)? };
+        let map = larder::AlignedMapping::map(&file, slots * SLOT)?;
+        if huge {
+            map.collapse(|off| {
+                // SAFETY: `off` is inside the mapping; the file is private to this process.
+                unsafe { std::ptr::read_volatile(map.as_ptr().add(off)) };
+            });
+        }
         Ok(FloorTable {
             map,
             shift: 64 - slots.trailing_zeros(),
             mask: slots - 1,
         })
+    }
+
+    fn slot(&self, i: usize) -> &[u8] {
+        // SAFETY: `i <= mask`, so the slot is inside the mapping, which lives as long as
+        // `self`; only this thread touches the table, and not through `slot_mut` meanwhile.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(i * SLOT), SLOT) }
+    }
+
+    fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        // SAFETY: as in `slot`; `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(i * SLOT), SLOT) }
     }
 
     #[inline]
@@ -104,7 +122,7 @@ impl FloorTable {
         assert!(!key.is_empty() && key.len() <= SLOT_KEY_MAX && value.len() <= SLOT_VAL_MAX);
         let mut i = self.home(key);
         loop {
-            let s = &mut self.map[i * SLOT..(i + 1) * SLOT];
+            let s = self.slot_mut(i);
             let kl = usize::from(s[0]);
             if kl == 0 || (kl == key.len() && &s[SLOT_KEY..SLOT_KEY + kl] == key) {
                 s[0] = key.len() as u8;
@@ -121,7 +139,7 @@ impl FloorTable {
     fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
         let mut i = self.home(key);
         loop {
-            let s = &self.map[i * SLOT..(i + 1) * SLOT];
+            let s = self.slot(i);
             let kl = usize::from(s[0]);
             if kl == 0 {
                 return false;
@@ -159,20 +177,74 @@ fn scratch_dir() -> PathBuf {
     }
 }
 
-/// Runs `round` once to warm up, then `rounds` times timed; returns the median ns/op and
-/// the value the last round returned (its hit count, checked by the caller).
-fn measure(ops: usize, rounds: usize, mut round: impl FnMut() -> u64) -> (f64, u64) {
-    black_box(round());
-    let mut last = 0;
-    let mut per_op: Vec<f64> = (0..rounds)
-        .map(|_| {
+/// One measured operation loop: runs a round of `ops` operations and returns its hit count,
+/// which must equal `want` (when given).
+struct System<'a> {
+    name: &'static str,
+    want: Option<u64>,
+    round: Box<dyn FnMut() -> u64 + 'a>,
+    ns: Vec<f64>,
+}
+
+/// Runs every system's round once to warm up, then `rounds` times, interleaved (round 1 of
+/// every system, then round 2, ...), so that the machine's load drifting during the run
+/// reaches every system alike; returns each system's median ns/op.
+fn measure_interleaved(ops: usize, rounds: usize, systems: &mut [System<'_>]) -> Vec<f64> {
+    for s in systems.iter_mut() {
+        black_box((s.round)());
+    }
+    for _ in 0..rounds {
+        for s in systems.iter_mut() {
             let t = Instant::now();
-            last = black_box(round());
-            t.elapsed().as_nanos() as f64 / ops as f64
+            let hits = black_box((s.round)());
+            s.ns.push(t.elapsed().as_nanos() as f64 / ops as f64);
+            if let Some(want) = s.want {
+                check(s.name, hits, want);
+            }
+        }
+    }
+    systems
+        .iter_mut()
+        .map(|s| {
+            s.ns.sort_by(f64::total_cmp);
+            s.ns[s.ns.len() / 2]
         })
-        .collect();
-    per_op.sort_by(f64::total_cmp);
-    (per_op[per_op.len() / 2], last)
+        .collect()
+}
+
+/// A round of floor GETs of `keys[seq[..]]`; returns the hits.
+fn floor_round<'a>(f: &'a FloorTable, seq: &'a [u32], keys: &'a [Key]) -> impl FnMut() -> u64 + 'a {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    move || {
+        let mut hits = 0;
+        for &i in seq {
+            buf.clear();
+            hits += u64::from(f.get_into(black_box(&keys[i as usize]), &mut buf));
+            black_box(&buf);
+        }
+        hits
+    }
+}
+
+/// A round of larder GETs of `keys[seq[..]]`; returns the hits.
+fn larder_round<'a>(
+    c: &'a larder::Cache,
+    seq: &'a [u32],
+    keys: &'a [Key],
+) -> impl FnMut() -> u64 + 'a {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    move || {
+        let mut hits = 0;
+        for &i in seq {
+            buf.clear();
+            let hit = c
+                .get_into(black_box(&keys[i as usize]), &mut buf)
+                .expect("larder get_into");
+            hits += u64::from(hit);
+            black_box(&buf);
+        }
+        hits
+    }
 }
 
 fn check(name: &str, got: u64, want: u64) {
@@ -195,7 +267,6 @@ fn main() {
     } else {
         env_ops.unwrap_or(DEFAULT_OPS)
     };
-    let rounds = ROUNDS;
 
     let keys: Vec<Key> = (0..NKEYS).map(|i| make_key("key", i)).collect();
     let absent: Vec<Key> = (0..NKEYS).map(|i| make_key("nok", i)).collect();
@@ -212,16 +283,31 @@ fn main() {
     }
     let _cleanup = TempFiles(vec![floor_path.clone(), arena_path.clone()]);
 
-    // Populate every system with the same data.
-    let mut floor =
-        FloorTable::create(&floor_path, (NKEYS * 2).next_power_of_two()).expect("floor table");
+    // Populate every system with the same data. The floor and larder each come twice: on
+    // huge pages (larder's default) and on 4 KiB pages.
+    let huge_path = dir.join(format!("larder-bench-{pid}-floor-huge"));
+    let small_arena = dir.join(format!("larder-bench-{pid}-arena-small"));
+    for p in [&huge_path, &small_arena] {
+        let _ = std::fs::remove_file(p);
+    }
+    let _cleanup2 = TempFiles(vec![huge_path.clone(), small_arena.clone()]);
+    let slots = (NKEYS * 2).next_power_of_two();
+    let mut floor = FloorTable::create(&floor_path, slots, false).expect("floor table");
+    let mut floor_huge = FloorTable::create(&huge_path, slots, true).expect("floor table");
     for (k, v) in keys.iter().zip(&values) {
         floor.insert(k, v);
+        floor_huge.insert(k, v);
     }
     let cache = larder::Cache::create(&arena_path, &larder::Config::new(ARENA_BYTES))
         .expect("creating the larder arena");
+    let small = larder::Cache::create(
+        &small_arena,
+        &larder::Config::new(ARENA_BYTES).huge_pages(false),
+    )
+    .expect("creating the larder arena");
     for (k, v) in keys.iter().zip(&values) {
         cache.set(k, v, None).expect("larder set (populate)");
+        small.set(k, v, None).expect("larder set (populate)");
     }
     let locked: RwLock<HashMap<Vec<u8>, Vec<u8>>> = RwLock::new(
         keys.iter()
@@ -229,80 +315,94 @@ fn main() {
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect(),
     );
-
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let n = ops as u64;
+    let seq = &seq;
+    let keys_ref = &keys;
 
-    let (floor_ns, hits) = measure(ops, rounds, || {
+    let mut rw_buf: Vec<u8> = Vec::with_capacity(4096);
+    let rwlock_get = || {
         let mut hits = 0;
-        for &i in &seq {
-            buf.clear();
-            hits += u64::from(floor.get_into(black_box(&keys[i as usize]), &mut buf));
-            black_box(&buf);
-        }
-        hits
-    });
-    check("floor get", hits, n);
-
-    let (larder_get_ns, hits) = measure(ops, rounds, || {
-        let mut hits = 0;
-        for &i in &seq {
-            buf.clear();
-            let hit = cache
-                .get_into(black_box(&keys[i as usize]), &mut buf)
-                .expect("larder get_into");
-            hits += u64::from(hit);
-            black_box(&buf);
-        }
-        hits
-    });
-    check("larder get_into", hits, n);
-
-    let (rwlock_ns, hits) = measure(ops, rounds, || {
-        let mut hits = 0;
-        for &i in &seq {
-            buf.clear();
+        for &i in seq {
+            rw_buf.clear();
             let map = locked.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(v) = map.get(black_box(&keys[i as usize][..])) {
-                buf.extend_from_slice(v);
+            if let Some(v) = map.get(black_box(&keys_ref[i as usize][..])) {
+                rw_buf.extend_from_slice(v);
                 hits += 1;
             }
             drop(map);
-            black_box(&buf);
+            black_box(&rw_buf);
         }
         hits
-    });
-    check("RwLock<HashMap> get", hits, n);
-
-    let (miss_ns, hits) = measure(ops, rounds, || {
-        let mut hits = 0;
-        for &i in &seq {
-            buf.clear();
-            let hit = cache
-                .get_into(black_box(&absent[i as usize]), &mut buf)
-                .expect("larder get_into (miss)");
-            hits += u64::from(hit);
-        }
-        hits
-    });
-    check("larder get miss", hits, 0);
-
+    };
     let mut val = values[0];
     let mut stamp: u64 = 0;
-    let (set_ns, _) = measure(ops, rounds, || {
-        for &i in &seq {
+    let larder_set = || {
+        for &i in seq {
             // A different value each time, so every set is a real overwrite.
             stamp += 1;
             val[..8].copy_from_slice(&stamp.to_le_bytes());
             cache
-                .set(black_box(&keys[i as usize]), &val, None)
+                .set(black_box(&keys_ref[i as usize]), &val, None)
                 .expect("larder set (overwrite)");
         }
         0
-    });
+    };
+
+    let mut systems = vec![
+        System {
+            name: "floor get, 4 KiB pages",
+            want: Some(n),
+            round: Box::new(floor_round(&floor, seq, &keys)),
+            ns: Vec::new(),
+        },
+        System {
+            name: "floor get, huge pages",
+            want: Some(n),
+            round: Box::new(floor_round(&floor_huge, seq, &keys)),
+            ns: Vec::new(),
+        },
+        System {
+            name: "larder get_into, 4 KiB pages",
+            want: Some(n),
+            round: Box::new(larder_round(&small, seq, &keys)),
+            ns: Vec::new(),
+        },
+        System {
+            name: "larder get_into, huge pages",
+            want: Some(n),
+            round: Box::new(larder_round(&cache, seq, &keys)),
+            ns: Vec::new(),
+        },
+        System {
+            name: "larder get miss, huge pages",
+            want: Some(0),
+            round: Box::new(larder_round(&cache, seq, &absent)),
+            ns: Vec::new(),
+        },
+        System {
+            name: "RwLock<HashMap> get",
+            want: Some(n),
+            round: Box::new(rwlock_get),
+            ns: Vec::new(),
+        },
+        System {
+            name: "larder set (overwrite), huge",
+            want: None,
+            round: Box::new(larder_set),
+            ns: Vec::new(),
+        },
+    ];
+    let ns = measure_interleaved(ops, ROUNDS, &mut systems);
+    drop(systems);
+    let [floor_small_ns, floor_ns, small_get_ns, larder_get_ns, miss_ns, rwlock_ns, set_ns] =
+        ns[..]
+    else {
+        unreachable!("seven systems")
+    };
 
     // After the overwrite rounds every key should still be there (the live set is ~13 MB
     // in a 64 MiB arena); report it if the log's eviction dropped any.
+    let mut buf = Vec::new();
     let present = keys
         .iter()
         .filter(|k| {
@@ -315,27 +415,54 @@ fn main() {
     let mode = if quick { " (quick run)" } else { "" };
     println!(
         "larder engine bench{mode}: {NKEYS} keys of {KEY_LEN} B, {VALUE_LEN} B values, 1 thread, \
-         median of {rounds} rounds x {ops} ops, arena {} MiB in {}",
+         median of {ROUNDS} interleaved rounds x {ops} ops, arena {} MiB in {}",
         ARENA_BYTES >> 20,
         dir.display()
     );
+    println!(
+        "huge pages mapped: larder {} MiB, floor {} MiB of {} MiB tables",
+        cache.huge_page_bytes().unwrap_or(0) >> 20,
+        floor_huge.map.pmd_mapped().unwrap_or(0) >> 20,
+        ARENA_BYTES >> 20
+    );
     println!("{:<34} {:>9} {:>9}", "system", "ns/op", "x floor");
-    for (name, ns) in [
-        ("floor (shm open addressing) get", floor_ns),
-        ("larder get_into", larder_get_ns),
-        ("RwLock<HashMap> get", rwlock_ns),
-        ("larder set (overwrite)", set_ns),
-        ("larder get miss", miss_ns),
-    ] {
-        println!("{name:<34} {ns:>9.1} {:>9.2}", ns / floor_ns);
+    let names = [
+        "floor get, 4 KiB pages",
+        "floor get, huge pages",
+        "larder get_into, 4 KiB pages",
+        "larder get_into, huge pages",
+        "larder get miss, huge pages",
+        "RwLock<HashMap> get",
+        "larder set (overwrite), huge",
+    ];
+    let floors = [
+        floor_small_ns,
+        floor_ns,
+        floor_small_ns,
+        floor_ns,
+        floor_ns,
+        floor_ns,
+        floor_ns,
+    ];
+    for ((name, v), f) in names.iter().zip(&ns).zip(floors) {
+        println!("{name:<34} {v:>9.1} {:>9.2}", v / f);
     }
     println!();
-    println!("larder get_into / floor = {:.2}", larder_get_ns / floor_ns);
+    println!(
+        "larder get_into / floor = {:.2} (huge pages), {:.2} (4 KiB pages)",
+        larder_get_ns / floor_ns,
+        small_get_ns / floor_small_ns
+    );
     println!(
         "larder get_into / RwLock<HashMap> = {:.2}",
         larder_get_ns / rwlock_ns
     );
-    println!("larder set ns/op = {set_ns:.0}");
+    println!(
+        "huge pages / 4 KiB pages: larder {:.2}, floor {:.2}",
+        larder_get_ns / small_get_ns,
+        floor_ns / floor_small_ns
+    );
+    println!("larder set ns/op = {set_ns:.0}, get miss ns/op = {miss_ns:.0}");
     println!(
         "after sets: {present}/{NKEYS} keys present; items {}, evictions {}, index evictions {}, \
          rejected {}, torn retries {}, corrupt {}",
@@ -348,5 +475,7 @@ fn main() {
     );
 
     drop(cache);
+    drop(small);
     drop(floor);
+    drop(floor_huge);
 }

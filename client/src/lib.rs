@@ -43,6 +43,8 @@ pub mod layout;
 mod lease;
 #[cfg(all(test, larder_loom))]
 mod loom_tests;
+#[cfg(not(larder_loom))]
+mod mapping;
 mod mem;
 mod ops;
 #[cfg(not(larder_loom))]
@@ -59,6 +61,11 @@ pub use arena::{default_arena_path, Config};
 pub use cache::{ArenaInfo, Cache, CasOutcome, CasToken, Entry, Keys};
 pub use error::Error;
 pub use expiry::SweepReport;
+#[cfg(not(larder_loom))]
+pub use mapping::HugePages;
+#[cfg(not(larder_loom))]
+#[doc(hidden)]
+pub use mapping::Mapping as AlignedMapping;
 #[cfg(not(larder_loom))]
 pub use patterns::{
     LoadError, LoadOptions, MaybeStale, SetOptions, Store, WriteBehind, WriteError, WriteThrough,

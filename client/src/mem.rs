@@ -38,18 +38,22 @@ pub(crate) use map::MapMem;
 #[cfg(not(larder_loom))]
 mod map {
     use super::*;
-    use memmap2::MmapRaw;
+    use crate::mapping::Mapping;
 
     /// The shared mapping of an arena file.
     pub(crate) struct MapMem {
-        map: MmapRaw,
+        map: Mapping,
         len: u64,
     }
 
     impl MapMem {
-        pub(crate) fn new(map: MmapRaw) -> MapMem {
+        pub(crate) fn new(map: Mapping) -> MapMem {
             let len = map.len() as u64;
             MapMem { map, len }
+        }
+
+        pub(crate) fn mapping(&self) -> &Mapping {
+            &self.map
         }
     }
 
@@ -64,7 +68,7 @@ mod map {
             // page-aligned, so the pointer is 8-byte aligned. The mapping lives as long as
             // `self`. Other processes access these bytes only through 8-byte atomics too
             // (design.md §2), so viewing them as an `AtomicU64` creates no data race.
-            unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(off as usize).cast::<u64>()) }
+            unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(off as usize).cast::<u64>()) }
         }
 
         #[inline]

@@ -268,6 +268,7 @@ fn is_zombie(pid: u32) -> bool {
 pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
     let i = cache.info();
     let (req, done, snap_time, snap_bytes) = cache.snapshot_status();
+    let huge = cache.huge_page_bytes();
     let d = daemon(&i);
     let now = fmt::unix_now();
     let state = match (d, i.clean) {
@@ -288,6 +289,7 @@ pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
             "segment_size": i.segment_size,
             "segments": i.segments,
             "buckets": i.buckets,
+            "huge_page_bytes": huge,
             "max_processes": i.max_processes,
             "max_key": i.max_key,
             "max_value": i.max_value,
@@ -324,6 +326,16 @@ pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
         fmt::size(i.segment_size)
     )?;
     writeln!(out, "index buckets    {}", i.buckets)?;
+    match huge {
+        Some(h) => writeln!(
+            out,
+            "huge pages       {} of {} ({:.0} %)",
+            fmt::size(h),
+            fmt::size(i.arena_size),
+            h as f64 * 100.0 / i.arena_size.max(1) as f64
+        )?,
+        None => writeln!(out, "huge pages       unknown (no /proc/self/smaps)")?,
+    }
     writeln!(
         out,
         "limits           key {} bytes, value {} bytes ({}), {} processes",

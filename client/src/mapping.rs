@@ -1,0 +1,214 @@
+//! The shared mapping of an arena file, and transparent huge pages for it.
+//!
+//! A GET is two dependent cache misses (bucket, item) scattered over the whole arena. With
+//! 4 KiB pages each of them is also a TLB miss, and in a virtual machine a TLB miss is a
+//! two-dimensional page walk: measured on our 2-core VM, huge pages take a hit from 448 ns to
+//! 196 ns (benches/engine.rs). So every process maps the arena at an address aligned to the
+//! PMD size (2 MiB on x86_64), which lets the kernel map any huge folio of the file with one
+//! PMD entry, and whoever creates the arena asks the kernel to back it with huge folios.
+//!
+//! How: tmpfs (`/dev/shm`, `/run`) mounts default to `huge=never`, which `madvise
+//! (MADV_HUGEPAGE)` cannot override, but `MADV_COLLAPSE` (Linux 6.1) works independently of
+//! the sysfs and mount THP settings: it allocates a huge folio for a 2 MiB range, copies the
+//! present small pages into it and replaces them in the file's page cache. The page cache is
+//! shared, so the huge folio serves every process that maps the file aligned, and it stays
+//! when the process that collapsed it exits. The kernel locks the small pages while it copies
+//! them, so collapsing a range other processes are using is safe (their accesses wait on
+//! the page lock); it is what khugepaged does to live memory all the time.
+//!
+//! Where `MADV_COLLAPSE` is refused (an older kernel, a file system without huge folios,
+//! memory too fragmented) the arena works as before on small pages; the report says so.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+
+/// `MADV_COLLAPSE` from linux/mman.h (the libc crate may not export it on every target).
+const MADV_COLLAPSE: libc::c_int = 25;
+
+/// The size a PMD maps: the huge page size transparent huge pages use.
+pub(crate) fn pmd_size() -> usize {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .filter(|n| n.is_power_of_two() && *n >= 4096)
+        .unwrap_or(2 << 20)
+}
+
+/// A read-write `MAP_SHARED` mapping of a whole file, aligned to [`pmd_size`]. Exported
+/// (hidden) only so that benches/engine.rs can give its reference table the same pages.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value until drop; all access to its
+// bytes goes through atomics (mem.rs), so sharing the pointer between threads is sound.
+unsafe impl Send for Mapping {}
+// SAFETY: as for Send.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file` (which must be at least that long).
+    pub fn map(file: &File, len: usize) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
+        }
+        let align = pmd_size();
+        // Reserve `len + align` bytes of address space, then place the file at the first
+        // aligned address inside the reservation and give back what is left on each side.
+        let span = len
+            .checked_add(align)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mapping too large"))?;
+        // SAFETY: a fresh anonymous PROT_NONE reservation at an address the kernel picks;
+        // it aliases nothing.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                span,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = base.cast::<u8>();
+        let head = (align - (base as usize & (align - 1))) & (align - 1);
+        // SAFETY: `head < align`, so the address is inside the reservation.
+        let start = unsafe { base.add(head) };
+        // SAFETY: MAP_FIXED replaces part of the reservation made above, which this function
+        // owns and nothing else uses; the file descriptor is open for reading and writing.
+        let p = unsafe {
+            libc::mmap(
+                start.cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            // SAFETY: unmapping exactly the reservation made above.
+            unsafe { libc::munmap(base.cast(), span) };
+            return Err(e);
+        }
+        let tail = span - head - len;
+        // SAFETY: the two ranges are the unused ends of our own reservation (possibly empty,
+        // which munmap is not asked for).
+        unsafe {
+            if head > 0 {
+                libc::munmap(base.cast(), head);
+            }
+            if tail > 0 {
+                libc::munmap(start.add(len).cast(), tail);
+            }
+        }
+        Ok(Mapping {
+            ptr: NonNull::new(start).expect("mmap returned a non-null address"),
+            len,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: `map` refuses empty mappings.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Asks the kernel to back every whole PMD-sized range of the mapping with a huge folio.
+    /// `touch(off)` must make the page at `off` present (a read of an arena word does); a
+    /// range with no present page is refused by the kernel.
+    pub fn collapse(&self, mut touch: impl FnMut(usize)) -> HugePages {
+        let align = pmd_size();
+        let chunks = self.len / align;
+        let mut report = HugePages {
+            huge_bytes: 0,
+            total_bytes: self.len as u64,
+            error: None,
+        };
+        for i in 0..chunks {
+            let off = i * align;
+            touch(off);
+            // SAFETY: the range is inside our mapping; MADV_COLLAPSE changes how the pages
+            // are backed, never their contents.
+            let r =
+                unsafe { libc::madvise(self.ptr.as_ptr().add(off).cast(), align, MADV_COLLAPSE) };
+            if r == 0 {
+                report.huge_bytes += align as u64;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            // EAGAIN/ENOMEM: this range could not get a huge folio now; keep trying the
+            // others. Anything else (EINVAL on kernels before 6.1 or file systems without
+            // huge folios) will be the same for every range.
+            let transient = matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOMEM));
+            report.error.get_or_insert_with(|| e.to_string());
+            if !transient {
+                break;
+            }
+        }
+        report
+    }
+
+    /// How many bytes of this mapping the kernel currently maps with PMD entries in this
+    /// process (from /proc/self/smaps; `None` if that cannot be read).
+    pub fn pmd_mapped(&self) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let start = format!("{:x}-", self.ptr.as_ptr() as usize);
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
+        lines.next()?;
+        let mut kb = 0;
+        for l in lines {
+            // The next mapping's header line ends this one's fields.
+            if l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.contains('-') && !w.ends_with(':'))
+            {
+                break;
+            }
+            if let Some(rest) = l
+                .strip_prefix("ShmemPmdMapped:")
+                .or_else(|| l.strip_prefix("FilePmdMapped:"))
+            {
+                kb += rest
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()?;
+            }
+        }
+        Some(kb * 1024)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped; no reference into it outlives self.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// What asking for huge pages achieved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HugePages {
+    /// Bytes of the arena now backed by huge folios (collapsed by this call).
+    pub huge_bytes: u64,
+    /// Size of the arena.
+    pub total_bytes: u64,
+    /// The first refusal from the kernel, if any range was refused.
+    pub error: Option<String>,
+}
