@@ -247,6 +247,24 @@ fn larder_round<'a>(
     }
 }
 
+/// A round of larder `get_multi` over `keys[seq[..]]`, 16 keys per call; returns the hits.
+fn larder_multi_round<'a>(
+    c: &'a larder::Cache,
+    seq: &'a [u32],
+    keys: &'a [Key],
+) -> impl FnMut() -> u64 + 'a {
+    move || {
+        let mut hits = 0;
+        for chunk in seq.chunks(16) {
+            let batch: Vec<&[u8]> = chunk.iter().map(|&i| &keys[i as usize][..]).collect();
+            let got = c.get_multi(black_box(&batch)).expect("larder get_multi");
+            hits += got.iter().filter(|v| v.is_some()).count() as u64;
+            black_box(&got);
+        }
+        hits
+    }
+}
+
 fn check(name: &str, got: u64, want: u64) {
     assert_eq!(got, want, "{name}: {got} hits per round, expected {want}");
 }
@@ -374,6 +392,12 @@ fn main() {
             ns: Vec::new(),
         },
         System {
+            name: "larder get_multi(16), per key",
+            want: Some(n),
+            round: Box::new(larder_multi_round(&cache, seq, &keys)),
+            ns: Vec::new(),
+        },
+        System {
             name: "larder get miss, huge pages",
             want: Some(0),
             round: Box::new(larder_round(&cache, seq, &absent)),
@@ -394,10 +418,10 @@ fn main() {
     ];
     let ns = measure_interleaved(ops, ROUNDS, &mut systems);
     drop(systems);
-    let [floor_small_ns, floor_ns, small_get_ns, larder_get_ns, miss_ns, rwlock_ns, set_ns] =
+    let [floor_small_ns, floor_ns, small_get_ns, larder_get_ns, multi_ns, miss_ns, rwlock_ns, set_ns] =
         ns[..]
     else {
-        unreachable!("seven systems")
+        unreachable!("eight systems")
     };
 
     // After the overwrite rounds every key should still be there (the live set is ~13 MB
@@ -431,6 +455,7 @@ fn main() {
         "floor get, huge pages",
         "larder get_into, 4 KiB pages",
         "larder get_into, huge pages",
+        "larder get_multi(16), per key",
         "larder get miss, huge pages",
         "RwLock<HashMap> get",
         "larder set (overwrite), huge",
@@ -461,6 +486,10 @@ fn main() {
         "huge pages / 4 KiB pages: larder {:.2}, floor {:.2}",
         larder_get_ns / small_get_ns,
         floor_ns / floor_small_ns
+    );
+    println!(
+        "larder get_multi(16) per key / get_into = {:.2}",
+        multi_ns / larder_get_ns
     );
     println!("larder set ns/op = {set_ns:.0}, get miss ns/op = {miss_ns:.0}");
     println!(

@@ -231,9 +231,19 @@ impl Cache {
         Ok(self.get_into(key, &mut out)?.then_some(out))
     }
 
-    /// The values of several keys, in order.
+    /// The values of several keys, in order. Faster than one `get` per key: the lookups'
+    /// memory accesses overlap (up to 16 keys at a time). A bad key fails the whole call
+    /// before anything is read.
     pub fn get_multi<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        keys.iter().map(|k| self.get(k.as_ref())).collect()
+        let who = self.inner.who()?;
+        let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+        let mut values = vec![None; keys.len()];
+        self.inner.eng.get_batch(who, &keys, |i, out, hit| {
+            if hit {
+                values[i] = Some(out.clone());
+            }
+        })?;
+        Ok(values)
     }
 
     /// The value of `key` with a token for [`Cache::cas`].

@@ -7,7 +7,10 @@ use crate::engine::{Engine, Who};
 use crate::expiry::Fresh;
 use crate::index::{Lookup, Mode, Outcome, READ_RETRIES};
 use crate::item::ItemInfo;
-use crate::layout::{hash_tag, item_size, slot_word, Counter, H_FLUSH_GEN};
+use crate::layout::{
+    hash_tag, item_size, slot_loc, slot_tag, slot_word, Counter, B_SLOTS, H_FLUSH_GEN,
+    SLOTS_PER_BUCKET,
+};
 use crate::mem::Mem;
 use crate::sync::Ordering::*;
 use crate::Error;
@@ -76,6 +79,60 @@ impl<M: Mem> Engine<M> {
         }
         self.count(who, Counter::Misses);
         Fetched::Missing
+    }
+
+    /// Several GETs with their memory accesses overlapped: each one is two dependent cache
+    /// misses (bucket, then item), so a batch first prefetches every key's buckets, then
+    /// every item their matching slots point at, then reads them in order. Each result is
+    /// what [`Engine::get`] would have returned; a bad key fails the whole call up front.
+    pub(crate) fn get_batch(
+        &self,
+        who: Who,
+        keys: &[&[u8]],
+        mut each: impl FnMut(usize, &mut Vec<u8>, bool),
+    ) -> Result<(), Error> {
+        /// Keys whose lines are in flight at once (a batch must stay in L1: 2 lines each).
+        const BATCH: usize = 16;
+        for k in keys {
+            self.check_key(k)?;
+        }
+        let mut hashes = [0u64; BATCH];
+        let mut out = Vec::new();
+        for (c, chunk) in keys.chunks(BATCH).enumerate() {
+            for (h, k) in hashes.iter_mut().zip(chunk) {
+                *h = self.hash(k);
+                self.mem.prefetch(self.neighbourhood(*h)[0]);
+            }
+            for &h in &hashes[..chunk.len()] {
+                self.prefetch_item(h);
+            }
+            for (i, (k, &h)) in chunk.iter().zip(&hashes).enumerate() {
+                out.clear();
+                let hit = match self.fetch(who, k, h, &mut out) {
+                    Fetched::Live(..) => true,
+                    Fetched::Stale | Fetched::Missing => false,
+                };
+                each(c * BATCH + i, &mut out, hit);
+            }
+        }
+        Ok(())
+    }
+
+    /// Prefetches the item behind the first slot of `hash`'s home bucket whose tag matches.
+    /// Only a hint: nothing is validated, and a wrong guess costs one wasted line.
+    fn prefetch_item(&self, hash: u64) {
+        let tag = hash_tag(hash);
+        let bucket = self.neighbourhood(hash)[0];
+        for i in 0..SLOTS_PER_BUCKET as u64 {
+            // Relaxed: a hint; the real lookup re-reads the slot with Acquire.
+            let w = self.mem.load(bucket + B_SLOTS + i * 8, Relaxed);
+            if w != 0 && slot_tag(w) == tag {
+                let off = slot_loc(w) * 8;
+                self.mem.prefetch(off);
+                self.mem.prefetch(off + 64);
+                return;
+            }
+        }
     }
 
     /// Appends the value of a live `key` to `out`; returns what was found, and its cas token.

@@ -20,6 +20,7 @@ enum Op {
     Replace(u8, Val, Option<u8>),
     Delete(u8),
     Get(u8),
+    GetMulti(Vec<u8>),
     Incr(u8, u8),
     Decr(u8, u8),
     Touch(u8, Option<u8>),
@@ -61,6 +62,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (k.clone(), val(), ttl.clone()).prop_map(|(k, v, t)| Op::Replace(k, v, t)),
         2 => k.clone().prop_map(Op::Delete),
         4 => k.clone().prop_map(Op::Get),
+        1 => proptest::collection::vec(k.clone(), 0..40).prop_map(Op::GetMulti),
         2 => (k.clone(), any::<u8>()).prop_map(|(k, d)| Op::Incr(k, d)),
         1 => (k.clone(), any::<u8>()).prop_map(|(k, d)| Op::Decr(k, d)),
         1 => (k.clone(), ttl).prop_map(|(k, t)| Op::Touch(k, t)),
@@ -137,6 +139,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Get(k) => {
                 prop_assert_eq!(c.get(&key(k)).unwrap(), m.live(k).map(|x| x.0.clone()));
+            }
+            Op::GetMulti(ks) => {
+                let keys: Vec<Vec<u8>> = ks.iter().map(|&k| key(k)).collect();
+                let want: Vec<Option<Vec<u8>>> =
+                    ks.iter().map(|&k| m.live(k).map(|x| x.0.clone())).collect();
+                prop_assert_eq!(c.get_multi(&keys).unwrap(), want);
             }
             Op::Incr(k, d) | Op::Decr(k, d) => {
                 let decr = matches!(op, Op::Decr(..));
