@@ -82,11 +82,12 @@ impl<M: Mem> Engine<M> {
     ) -> Lookup {
         let tag = hash_tag(hash);
         for bucket in self.neighbourhood(hash) {
-            for i in 0..SLOTS_PER_BUCKET as u64 {
-                let slot = bucket + B_SLOTS + i * 8;
+            let slots = self.mem.words(bucket + B_SLOTS, SLOTS_PER_BUCKET);
+            for (i, word) in slots.iter().enumerate() {
+                let slot = bucket + B_SLOTS + i as u64 * 8;
                 // Acquire: pairs with the Release of the CAS that published this word, so
                 // the item bytes written before it are visible to read_item.
-                let w = self.mem.load(slot, Acquire);
+                let w = word.load(Acquire);
                 if w == 0 || slot_tag(w) != tag {
                     continue;
                 }

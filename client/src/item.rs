@@ -226,23 +226,22 @@ impl<M: Mem> Engine<M> {
     /// Compares the key stored at `at` (8-aligned) with `key`.
     #[inline]
     fn key_eq(&self, at: u64, key: &[u8]) -> bool {
-        let mut off = at;
+        let words = self.mem.words(at, key.len().div_ceil(8));
         let mut chunks = key.chunks_exact(8);
-        for c in &mut chunks {
+        for (c, w) in (&mut chunks).zip(words) {
             let want = u64::from_le_bytes(c.try_into().expect("chunk of 8"));
-            if self.mem.load(off, Relaxed) != want {
+            if w.load(Relaxed) != want {
                 return false;
             }
-            off += 8;
         }
         let rest = chunks.remainder();
-        if rest.is_empty() {
+        let Some(last) = words.get(key.len() / 8).filter(|_| !rest.is_empty()) else {
             return true;
-        }
+        };
         let mut b = [0u8; 8];
         b[..rest.len()].copy_from_slice(rest);
         let mask = (1u64 << (rest.len() * 8)) - 1;
-        self.mem.load(off, Relaxed) & mask == u64::from_le_bytes(b)
+        last.load(Relaxed) & mask == u64::from_le_bytes(b)
     }
 
     /// Appends `len` bytes starting at byte offset `start` (any alignment) to `out`. The
@@ -256,9 +255,9 @@ impl<M: Mem> Engine<M> {
         out.reserve(words * 8);
         let base = out.len();
         let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
-        let first = start - skew as u64;
-        for i in 0..words {
-            let w = self.mem.load(first + i as u64 * 8, Relaxed);
+        let src = self.mem.words(start - skew as u64, words);
+        for (i, w) in src.iter().enumerate() {
+            let w = w.load(Relaxed);
             // SAFETY: i * 8 + 8 ≤ words * 8 ≤ the spare capacity reserved above;
             // write_unaligned has no alignment requirement.
             unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(w.to_le()) };

@@ -11,6 +11,10 @@ use crate::sync::{AtomicU64, Ordering};
 pub(crate) trait Mem: Send + Sync {
     fn word(&self, off: u64) -> &AtomicU64;
 
+    /// The `n` consecutive words from `off`, with one bounds check for all of them (the hot
+    /// loops: a bucket's slots, an item's key and value). Callers only load through it.
+    fn words(&self, off: u64, n: usize) -> &[AtomicU64];
+
     #[inline]
     fn load(&self, off: u64, o: Ordering) -> u64 {
         self.word(off).load(o)
@@ -72,6 +76,23 @@ mod map {
         }
 
         #[inline]
+        fn words(&self, off: u64, n: usize) -> &[AtomicU64] {
+            let end = (n as u64).checked_mul(8).and_then(|b| b.checked_add(off));
+            assert!(
+                off.is_multiple_of(8) && end.is_some_and(|e| e <= self.len),
+                "arena words {off}+{n} out of bounds"
+            );
+            // SAFETY: as in `word`, for every one of the `n` words: the check above keeps
+            // `off..off + 8n` inside the mapping, and the pointer is 8-byte aligned.
+            unsafe {
+                std::slice::from_raw_parts(
+                    self.map.as_ptr().add(off as usize).cast::<AtomicU64>(),
+                    n,
+                )
+            }
+        }
+
+        #[inline]
         fn prefetch(&self, off: u64) {
             #[cfg(target_arch = "x86_64")]
             if off < self.len {
@@ -111,5 +132,11 @@ impl Mem for VecMem {
     fn word(&self, off: u64) -> &AtomicU64 {
         assert!(off.is_multiple_of(8), "unaligned arena word {off}");
         &self.words[(off / 8) as usize]
+    }
+
+    fn words(&self, off: u64, n: usize) -> &[AtomicU64] {
+        assert!(off.is_multiple_of(8), "unaligned arena word {off}");
+        let first = (off / 8) as usize;
+        &self.words[first..first + n]
     }
 }

@@ -92,6 +92,10 @@ impl Mem for Shared {
     fn word(&self, off: u64) -> &AtomicU64 {
         self.0.word(off)
     }
+    #[inline]
+    fn words(&self, off: u64, n: usize) -> &[AtomicU64] {
+        self.0.words(off, n)
+    }
 }
 
 /// The payload of the unwind that ends a "killed" process mid-operation.
@@ -116,6 +120,21 @@ impl Mem for KillMem {
             std::panic::resume_unwind(Box::new(Killed));
         }
         self.inner.word(off)
+    }
+
+    /// Counts as `n` accesses. The words are only ever loaded (bucket scans, key compares,
+    /// value copies), and a load changes nothing, so dying before the first of them is the
+    /// same as dying between any two.
+    fn words(&self, off: u64, n: usize) -> &[AtomicU64] {
+        // Relaxed: as in `word`.
+        let left = self.budget.load(std::sync::atomic::Ordering::Relaxed);
+        if left < n as u64 {
+            self.budget.store(0, std::sync::atomic::Ordering::Relaxed);
+            std::panic::resume_unwind(Box::new(Killed));
+        }
+        self.budget
+            .store(left - n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.words(off, n)
     }
 }
 
