@@ -371,14 +371,18 @@ impl Cache {
     }
 
     /// Streams the live items (key, value, remaining TTL) without counting hits or setting
-    /// reference bits: for dumps and snapshots. Items changed during the walk may appear
-    /// with their old or new value, or not at all.
+    /// reference bits: for dumps, snapshots and resizes. Items changed during the walk may
+    /// appear with their old or new value, or not at all.
+    ///
+    /// Items stored with tags are left out: a tag is a version counter of this arena, which
+    /// does not travel, and an item restored without its tags would survive the
+    /// `invalidate_tag` meant to drop it. Leaving it out only costs a miss.
     pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
         self.keys().filter_map(move |key| {
             let who = self.inner.who().ok()?;
             let mut value = Vec::new();
-            let ttl = self.inner.eng.peek(who, &key, &mut value)?;
-            Some(Entry { key, value, ttl })
+            let (ttl, tagged) = self.inner.eng.peek(who, &key, &mut value)?;
+            (!tagged).then_some(Entry { key, value, ttl })
         })
     }
 

@@ -40,6 +40,8 @@ pub(crate) struct ItemInfo {
     pub delta_ms: u32,
     /// All of the item's tags still have the version it was written under.
     pub tags_ok: bool,
+    /// The item carries tags.
+    pub tagged: bool,
 }
 
 /// Decoded and validated item header.
@@ -147,6 +149,7 @@ impl<M: Mem> Engine<M> {
                     grace: h.grace,
                     delta_ms: h.delta_ms,
                     tags_ok: h.ntags == 0 || self.tags_ok(off, &h),
+                    tagged: h.ntags > 0,
                 })
             }
             Some(_) => Read::Other,
@@ -198,6 +201,7 @@ impl<M: Mem> Engine<M> {
                 grace: h.grace,
                 delta_ms: h.delta_ms,
                 tags_ok: h.ntags == 0 || self.tags_ok(off, h),
+                tagged: h.ntags > 0,
             };
             (key, info)
         })

@@ -435,3 +435,29 @@ fn warm_preloads_everything() {
         );
     }
 }
+
+#[test]
+fn tagged_items_do_not_travel_so_a_restored_copy_cannot_escape_invalidation() {
+    // Snapshots, dumps and resizes all copy `entries()` into another arena, where tag
+    // versions start afresh. A tagged item copied without its tags would be served after
+    // the invalidate_tag meant to drop it, so it is not copied at all.
+    let d = TempDir::new("tags-travel");
+    let a = Cache::create(d.0.join("a"), &small(4 << 20)).unwrap();
+    a.set(b"plain", b"1", None).unwrap();
+    a.set_with(b"tagged", b"2", &SetOptions::new().tag("user:42"))
+        .unwrap();
+    let copied: Vec<_> = a.entries().collect();
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    assert_eq!(copied[0].key, b"plain");
+
+    let b = Cache::create(d.0.join("b"), &small(4 << 20)).unwrap();
+    for e in copied {
+        b.set(&e.key, &e.value, e.ttl).unwrap();
+    }
+    b.invalidate_tag("user:42").unwrap();
+    a.invalidate_tag("user:42").unwrap();
+    for c in [&a, &b] {
+        assert_eq!(c.get(b"tagged").unwrap(), None);
+        assert_eq!(c.get(b"plain").unwrap().as_deref(), Some(&b"1"[..]));
+    }
+}
