@@ -807,3 +807,28 @@ fn completions_and_man_page() {
     );
     assert!(t.contains(".TH cachectl") && t.contains(".SH NAME") && t.contains("LARDER_ARENA"));
 }
+
+#[test]
+fn looking_needs_no_process_slot() {
+    // One slot, held by this test: item commands are refused with a way out, while stats,
+    // info and watch still work and do not count cachectl as a client.
+    let dir = Dir::new("full");
+    let p = dir.path("arena");
+    let config = Config::new(8 << 20)
+        .max_value_len(64 << 10)
+        .max_processes(1);
+    let cache = Cache::create(&p, &config).unwrap();
+    cache.set(b"a", b"1", None).unwrap();
+
+    assert_error(&go(&p, &["get", "a"]), &["process slots", "cachectl stats"]);
+    let s = go(&p, &["--json", "stats"]);
+    assert_eq!(s.code, 0, "{}", s.err);
+    let j = s.json();
+    assert_eq!(j["items"], 1, "{j}");
+    assert_eq!(j["processes"].as_array().map(Vec::len), Some(1), "{j}");
+    let i = go(&p, &["info"]);
+    assert_eq!(i.code, 0, "{}", i.err);
+    assert!(i.stdout().contains("1 processes"), "{}", i.stdout());
+    let w = go(&p, &["watch", "--count", "1", "--interval", "100ms"]);
+    assert_eq!(w.code, 0, "{}", w.err);
+}

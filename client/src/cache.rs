@@ -77,6 +77,8 @@ struct Inner {
     epoch: AtomicU64,
     reg: Mutex<Registration>,
     lanes: Box<[Mutex<Lane>]>,
+    /// Opened with `open_observer`: no process slot, no item operations.
+    observer: bool,
 }
 
 struct Registration {
@@ -157,7 +159,19 @@ impl Cache {
 
     /// Attaches to an existing arena, validating it first.
     pub fn open(path: impl AsRef<Path>) -> Result<Cache, Error> {
-        let path = path.as_ref();
+        Cache::attach(path.as_ref(), false)
+    }
+
+    /// Attaches for monitoring only, without taking a process slot: [`Cache::info`],
+    /// [`Cache::stats`], [`Cache::keys`], snapshot requests and [`Cache::huge_page_bytes`]
+    /// work; every operation on items fails with [`Error::Observer`] (and
+    /// [`Cache::entries`] yields nothing). Works when every process slot is taken, which is
+    /// when an operator most needs to look; `cachectl info`, `stats` and `watch` use it.
+    pub fn open_observer(path: impl AsRef<Path>) -> Result<Cache, Error> {
+        Cache::attach(path.as_ref(), true)
+    }
+
+    fn attach(path: &Path, observer: bool) -> Result<Cache, Error> {
         let (file, params, geo) = open_validated(path)?;
         let len = usize::try_from(geo.arena_size).map_err(|_| Error::BadArena {
             path: path.to_owned(),
@@ -197,8 +211,13 @@ impl Cache {
                 table_idx: None,
             }),
             lanes: (0..nlanes).map(|_| Mutex::new(Lane::default())).collect(),
+            observer,
         };
-        {
+        if observer {
+            // An epoch FORK_EPOCH never reaches: every `who()` takes the cold path, which
+            // refuses, so the hot path carries no observer check.
+            inner.epoch.store(u64::MAX, StdOrdering::Relaxed);
+        } else {
             let mut reg = inner.reg.lock().unwrap_or_else(|e| e.into_inner());
             inner.register(&mut reg)?;
         }
@@ -626,6 +645,9 @@ impl Inner {
 
     #[cold]
     fn reregister(&self) -> Result<Who, Error> {
+        if self.observer {
+            return Err(Error::Observer);
+        }
         let mut reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
         if FORK_EPOCH.load(StdOrdering::Relaxed) != self.epoch.load(StdOrdering::Relaxed) {
             // The atfork handler already closed our copy of the parent's descriptor.

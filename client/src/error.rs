@@ -42,6 +42,10 @@ pub enum Error {
     /// give the arena more segments (larger capacity or smaller segment size).
     #[error("arena full: no segment can be claimed or evicted right now; nothing was stored")]
     ArenaFull,
+    /// The handle was opened with [`crate::Cache::open_observer`], which reads the arena's
+    /// header and statistics only.
+    #[error("this handle only observes the arena (Cache::open_observer); open it with Cache::open to use items")]
+    Observer,
     /// All process slots are held by live processes.
     #[error("all {max} process slots of the arena are in use by live processes")]
     TooManyProcesses { max: u32 },

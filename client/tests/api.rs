@@ -457,3 +457,34 @@ fn reads_between_overwrite_bursts_do_not_get_live_items_evicted() {
     let s = c.stats();
     assert_eq!(s.totals.evictions, 0, "{s:?}");
 }
+
+#[test]
+fn an_observer_sees_a_full_process_table_and_cannot_touch_items() {
+    let d = TempDir::new("api");
+    let a = Cache::create(d.arena(), &small(4 << 20).max_processes(2)).unwrap();
+    let b = Cache::open(d.arena()).unwrap();
+    a.set(b"k", b"v", None).unwrap();
+    assert!(matches!(
+        Cache::open(d.arena()),
+        Err(Error::TooManyProcesses { max: 2 })
+    ));
+
+    let o = Cache::open_observer(d.arena()).unwrap();
+    let s = o.stats();
+    assert_eq!(s.items, 1);
+    assert_eq!(s.processes.len(), 2, "{s:?}");
+    assert_eq!(o.info().max_processes, 2);
+    assert_eq!(o.keys().collect::<Vec<_>>(), vec![b"k".to_vec()]);
+    assert!(matches!(o.get(b"k"), Err(Error::Observer)));
+    assert!(matches!(o.set(b"x", b"y", None), Err(Error::Observer)));
+    assert!(matches!(o.delete(b"k"), Err(Error::Observer)));
+    assert_eq!(o.entries().count(), 0);
+    let n = o.request_snapshot();
+    assert_eq!(a.snapshot_status().0, n);
+    drop(o);
+
+    // The observer took and released nothing: both clients still work, the table is full.
+    assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(a.stats().processes.len(), 2);
+    assert!(Cache::open(d.arena()).is_err());
+}

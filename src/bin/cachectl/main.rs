@@ -131,7 +131,13 @@ fn run(cli: Cli, out: &mut Out) -> anyhow::Result<Status> {
         .arena
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(larder::default_arena_path);
-    let cache = open(&path)?;
+    // Looking without touching items takes no process slot, so it works even when every
+    // slot is taken and never shows up as a client in `stats`.
+    let observe = matches!(
+        cli.cmd,
+        Cmd::Stats { .. } | Cmd::Info | Cmd::Watch { .. } | Cmd::Snapshot { .. }
+    );
+    let cache = open(&path, observe)?;
     let json = out.json;
     match cli.cmd {
         Cmd::Get { key } => {
@@ -380,9 +386,14 @@ fn hint(e: Error, key: &[u8]) -> anyhow::Error {
 }
 
 /// Attaches to the arena, turning the usual failures into one line that says what to do.
-fn open(path: &Path) -> anyhow::Result<Cache> {
+fn open(path: &Path, observe: bool) -> anyhow::Result<Cache> {
     let shown = path.display();
-    Cache::open(path).map_err(|e| match &e {
+    let opened = if observe {
+        Cache::open_observer(path)
+    } else {
+        Cache::open(path)
+    };
+    opened.map_err(|e| match &e {
         Error::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => anyhow!(
                 "no arena at {shown} — is larderd running? start it with `larderd` (or see `systemctl status larderd`), or point --arena / LARDER_ARENA at the right file"
@@ -405,6 +416,9 @@ fn open(path: &Path) -> anyhow::Result<Cache> {
         Error::BadArena { .. } => {
             anyhow!("{e} — restart larderd: it moves an unusable arena aside and starts an empty one")
         }
+        Error::TooManyProcesses { .. } => anyhow!(
+            "{e} — `cachectl stats` (which needs no slot) lists them; raise the limit by recreating the arena, or stop some clients"
+        ),
         _ => anyhow::Error::new(e),
     })
 }
