@@ -202,6 +202,9 @@ impl<M: Mem> Engine<M> {
         self.check_value(value)?;
         let expires_at = self.expires_at(ttl)?;
         let hash = self.hash(key);
+        // publish needs the key's home bucket: start that miss now, so that it overlaps with
+        // writing the new item into the lane's segment.
+        self.mem.prefetch(self.neighbourhood(hash)[0]);
         if mode == Mode::Add {
             if let Some(f) = self.lookup_for_write(who, key, hash, None) {
                 if self.is_live(&f.info) {
