@@ -9,6 +9,7 @@ mod memory;
 mod plot;
 mod proto;
 mod servers;
+mod sweep;
 mod util;
 
 use std::path::PathBuf;
@@ -34,7 +35,9 @@ enum Cmd {
     Eviction(EvictionArgs),
     /// Items held in 256 MiB: larder vs memcached -m 256 (and Redis maxmemory).
     Memory(MemoryArgs),
-    /// Everything, in the order compare, eviction, memory (each with its own defaults).
+    /// GET latency of live keys while the expiry sweeper unlinks expired items around them.
+    Sweep(SweepArgs),
+    /// Everything, in the order compare, eviction, memory, sweep (each with its defaults).
     All(AllArgs),
     /// Redraws the processes plot from a compare.csv.
     Plot(PlotArgs),
@@ -90,6 +93,34 @@ struct CompareArgs {
     /// Where to write the PNG (default: <out>/compare.png).
     #[arg(long)]
     plot: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct SweepArgs {
+    /// Smoke run: a 64 MiB arena, 0.2 s idle.
+    #[arg(long)]
+    quick: bool,
+    /// Arena size in MiB (filled to about 80 %, four items in five expired).
+    #[arg(long, default_value_t = 1024)]
+    arena_mib: u64,
+    /// Value length in bytes.
+    #[arg(long, default_value_t = 100)]
+    value: usize,
+    /// Seconds of idle measurement before the sweep.
+    #[arg(long, default_value_t = 1.0)]
+    idle: f64,
+    #[arg(long, default_value = "target/larder-bench")]
+    out: PathBuf,
+}
+
+fn sweep_opts(a: &SweepArgs) -> sweep::Opts {
+    sweep::Opts {
+        arena_mib: if a.quick { 64 } else { a.arena_mib },
+        value: a.value,
+        idle: Duration::from_secs_f64(if a.quick { 0.2 } else { a.idle }),
+        out: a.out.clone(),
+        command: command_line(),
+    }
 }
 
 #[derive(Args, Clone)]
@@ -241,6 +272,7 @@ fn main() -> ExitCode {
         },
         Cmd::Eviction(a) => eviction::run(&eviction_opts(a)),
         Cmd::Memory(a) => memory::run(&memory_opts(a)),
+        Cmd::Sweep(a) => sweep::run(&sweep_opts(a)),
         Cmd::Plot(a) => match Dist::parse(&a.dist) {
             Some(d) => compare::plot_from_csv(&a.csv, &a.out, a.value, d, a.read),
             None => {
@@ -260,13 +292,14 @@ fn main() -> ExitCode {
                 Cli::parse_from(v).cmd
             };
             let mut res = Ok(());
-            for sub in ["compare", "eviction", "memory"] {
+            for sub in ["compare", "eviction", "memory", "sweep"] {
                 let r = match parse(&[sub]) {
                     Cmd::Compare(c) => compare_opts(&c)
                         .map_err(std::io::Error::other)
                         .and_then(|o| compare::run(&o)),
                     Cmd::Eviction(e) => eviction::run(&eviction_opts(&e)),
                     Cmd::Memory(m) => memory::run(&memory_opts(&m)),
+                    Cmd::Sweep(w) => sweep::run(&sweep_opts(&w)),
                     Cmd::All(_) | Cmd::Plot(_) => unreachable!(),
                 };
                 if let Err(e) = r {
