@@ -130,14 +130,7 @@ pub fn run(opts: &Opts) -> io::Result<()> {
     let st = writer.stats();
 
     let mut t = Table::new([
-        "phase",
-        "GETs",
-        "hits",
-        "p50",
-        "p99",
-        "p99.9",
-        "p99.99",
-        "max",
+        "phase", "GETs", "hits", "p50", "p99", "p99.9", "p99.99", "max",
     ]);
     for (name, h, hits) in [
         ("idle", &idle, idle_hits),

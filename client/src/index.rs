@@ -4,8 +4,8 @@
 use crate::engine::{Engine, Who};
 use crate::item::{ItemInfo, Read};
 use crate::layout::{
-    hash_tag, slot_loc, slot_tag, Counter, BUCKET_SIZE, B_LOCK, B_SLOTS, LOC_BITS, REF_BIT,
-    SLOTS_PER_BUCKET,
+    ctl_gen, ctl_state, hash_tag, slot_gen, slot_loc, slot_tag, Counter, SegState, BUCKET_SIZE,
+    B_LOCK, B_SLOTS, LOC_BITS, REF_BIT, SLOTS_PER_BUCKET, SLOT_GEN_MASK,
 };
 use crate::mem::Mem;
 use crate::sync::{backoff, Ordering::*};
@@ -200,9 +200,12 @@ impl<M: Mem> Engine<M> {
                 return Some(Outcome::Stored);
             }
         }
-        // Neighbourhood full: replace a CLOCK victim (first without a reference bit, clearing
-        // bits as we pass, as the hand would).
+        // Neighbourhood full: replace a CLOCK victim, the oldest item without a reference
+        // bit (clearing the bits of older referenced ones, as the hand passing them would).
         for _ in 0..2 {
+            let mut victim: Option<(u64, u64, u64)> = None;
+            let mut referenced = [(0u64, 0u64, 0u64); 2 * SLOTS_PER_BUCKET];
+            let mut nref = 0;
             for slot in slots.clone().into_iter().flatten() {
                 let w = self.mem.load(slot, Relaxed);
                 if w == 0 {
@@ -210,17 +213,58 @@ impl<M: Mem> Engine<M> {
                     if self.mem.cas(slot, 0, new_w, Release, Relaxed).is_ok() {
                         return Some(Outcome::Stored);
                     }
-                } else if w & REF_BIT != 0 {
+                    continue;
+                }
+                let age = self.slot_age(w);
+                if w & REF_BIT != 0 {
+                    referenced[nref] = (age, slot, w);
+                    nref += 1;
+                } else if victim.is_none_or(|(a, _, _)| age < a) {
+                    victim = Some((age, slot, w));
+                }
+            }
+            let older_than = victim.map_or(u64::MAX, |(a, _, _)| a);
+            for &(age, slot, w) in &referenced[..nref] {
+                if age < older_than {
                     // Relaxed: clearing a hint bit.
                     let _ = self.mem.cas(slot, w, w & !REF_BIT, Relaxed, Relaxed);
-                } else if self.mem.cas(slot, w, new_w, Release, Relaxed).is_ok() {
-                    // Release: publishes the item; the victim's item becomes dead space.
+                }
+            }
+            if let Some((_, slot, w)) = victim {
+                // Release: publishes the item; the victim's item becomes dead space.
+                if self.mem.cas(slot, w, new_w, Release, Relaxed).is_ok() {
                     self.count(who, Counter::IndexEvictions);
                     return Some(Outcome::Stored);
                 }
             }
         }
         None
+    }
+
+    /// How long ago the item a slot points at joined the log, as an order key (smaller is
+    /// older): its segment's log position, then its offset. A slot into a recycled segment
+    /// (or outside the segment area) points at nothing and sorts first; items of an OPEN
+    /// segment are the newest. Only chooses an index-eviction victim: any answer is safe.
+    fn slot_age(&self, w: u64) -> u64 {
+        let Some(seg) = self.geo.seg_of(slot_loc(w) * 8) else {
+            return 0;
+        };
+        // Relaxed: a heuristic; the victim is then replaced by a CAS from the word seen.
+        let c = self.mem.load(self.geo.seg_ctl_off(seg), Relaxed);
+        if ctl_gen(c) & SLOT_GEN_MASK != slot_gen(w) {
+            return 0;
+        }
+        let seq = match ctl_state(c) {
+            Some(SegState::Open) => u64::from(u32::MAX),
+            // Relaxed: as above.
+            _ => self
+                .mem
+                .load(self.geo.seg_seq_off(seg), Relaxed)
+                .min(u64::from(u32::MAX) - 1),
+        };
+        // 32 bits of log position, then the item's offset inside its segment.
+        let within = (slot_loc(w) * 8 - self.geo.seg_base(seg)) >> 3;
+        (seq << 32) | (within & 0xffff_ffff)
     }
 
     /// Takes a bucket's insert lock, stealing it from a dead holder (design.md §5.2).
@@ -300,5 +344,66 @@ impl<M: Mem> Engine<M> {
                 }
             }
         }
+    }
+}
+
+#[cfg(all(test, not(larder_loom)))]
+mod tests {
+    use crate::alloc::Lane;
+    use crate::index::{Lookup, Mode};
+    use crate::layout::{Counter, PS_COUNTERS, SLOTS_PER_BUCKET};
+    use crate::mem::Mem;
+    use crate::sync::Ordering::Relaxed;
+    use crate::testkit::engine;
+
+    #[test]
+    fn a_full_neighbourhood_drops_its_oldest_unreferenced_item() {
+        // Two buckets: every key's neighbourhood is the same 14 slots.
+        let (e, w, _) = engine(8, 16, 2, 1, 1000);
+        let mut lane = Lane::default();
+        let key = |i: usize| format!("k{i}").into_bytes();
+        let set = |lane: &mut Lane, i: usize| {
+            e.write(w[0], lane, &key(i), &[1; 40], None, Mode::Set)
+                .unwrap();
+        };
+        // Without touching reference bits.
+        let present = |i: usize| {
+            let k = key(i);
+            matches!(e.lookup(w[0], &k, e.hash(&k), None), Lookup::Found(_))
+        };
+        let n = 2 * SLOTS_PER_BUCKET;
+        // The first half in a segment that is then sealed (older in the log), the second
+        // half in the lane's open segment (newest).
+        for i in 0..n / 2 {
+            set(&mut lane, i);
+        }
+        let sealed = lane.seg.take().unwrap();
+        e.seal(w[0], sealed);
+        for i in n / 2..n {
+            set(&mut lane, i);
+        }
+        assert_eq!(e.stats().items, n as u64);
+        // k0 is read: its reference bit spares it once (and is cleared on the way).
+        assert!(e.get(w[0], &key(0), &mut Vec::new()).unwrap().is_some());
+        set(&mut lane, n);
+        assert!(
+            present(0) && !present(1),
+            "the oldest unreferenced item goes"
+        );
+        set(&mut lane, n + 1);
+        assert!(
+            !present(0) && present(2),
+            "then the spared one, now unreferenced"
+        );
+        set(&mut lane, n + 2);
+        assert!(!present(2));
+        for i in 3..n + 3 {
+            assert!(present(i), "k{i} is newer than every item dropped");
+        }
+        let evictions = e.mem.load(
+            e.geo.proc_off(w[0].slot) + PS_COUNTERS + Counter::IndexEvictions as u64 * 8,
+            Relaxed,
+        );
+        assert_eq!(evictions, 3);
     }
 }

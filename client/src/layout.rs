@@ -499,7 +499,9 @@ impl Geometry {
     }
 
     /// Chooses counts for an arena of `arena_size` bytes: as many segments as fit, with an
-    /// index sized for a 0.75 load factor at `avg_item` bytes per item.
+    /// index sized for at most a 0.75 load factor at `avg_item` bytes per item; the bytes
+    /// left over once the last whole segment is placed (up to a segment plus its index
+    /// share) also go to the index, so less than a page of the arena is unused.
     pub fn plan(
         arena_size: u64,
         seg_shift: u32,
@@ -526,7 +528,15 @@ impl Geometry {
             if let Some(g) =
                 Geometry::from_counts(arena_size, seg_shift, n, nprocs, nbuckets, ntags, nleases)
             {
-                return Some(g);
+                // The largest bucket count that still leaves `segs_off` (page-aligned) low
+                // enough for every segment.
+                let segs_bytes = g.segs_end() - g.segs_off;
+                let room = ((arena_size - segs_bytes) & !4095) - g.index_off;
+                let most = (room / BUCKET_SIZE).max(nbuckets);
+                return Some(
+                    Geometry::from_counts(arena_size, seg_shift, n, nprocs, most, ntags, nleases)
+                        .unwrap_or(g),
+                );
             }
             nsegs -= 1;
         }
@@ -619,6 +629,19 @@ mod tests {
             // The index is sized for at most 0.75 load of full segments of 128-byte items.
             let items = (u64::from(g.nsegs) << g.seg_shift) / 128;
             assert!(g.nbuckets * 7 * 3 >= items * 4, "{g:?}");
+            // Nothing worth a bucket is left unused: the space after the last segment is
+            // less than a page (the alignment of the segment area).
+            assert!(g.arena_size - g.segs_end() < 4096, "{g:?}");
+            let more = Geometry::from_counts(
+                size,
+                g.seg_shift,
+                g.nsegs,
+                g.nprocs,
+                g.nbuckets + 1,
+                g.ntags,
+                g.nleases,
+            );
+            assert_eq!(more, None, "one more bucket would not fit: {g:?}");
         }
         assert!(Geometry::plan(64 << 10, 16, 64, 1024, 1024, 128).is_none());
     }
