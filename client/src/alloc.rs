@@ -138,7 +138,14 @@ impl<M: Mem> Engine<M> {
                 }
             }
             if let Some(s) = self.evict_one(who) {
-                return Ok(s);
+                if s.wptr + size <= self.geo.seg_size() {
+                    return Ok(s);
+                }
+                // A copy-forward destination that filled with the victim's live items has no
+                // room for this one: it joins the log as it is, and the victim it emptied
+                // (now FREE) is taken below. (Returning it regardless let the caller write
+                // past the segment's end, over the next segment's items.)
+                self.seal(who, s);
             }
             if let Some(s) = self.claim_any_free(who) {
                 return Ok(s);

@@ -529,3 +529,53 @@ fn index_evictions_leave_little_dead_space_in_a_full_arena() {
         );
     }
 }
+
+#[test]
+fn a_write_after_an_eviction_that_filled_its_destination_stays_in_its_segment() {
+    // Every item is read (referenced), so an eviction copies a victim's items forward and
+    // fills its destination almost completely; the large value that asked for space then
+    // does not fit there. It must go to another segment, not past the destination's end
+    // over the next segment's items.
+    let d = TempDir::new("api");
+    let config = Config::new(1 << 20)
+        .max_value_len(32 << 10)
+        .segment_size(64 << 10)
+        .max_processes(4);
+    let c = Cache::create(d.arena(), &config).unwrap();
+    let small_val = |i: u64| format!("{i:>1000}").into_bytes();
+    let big_val = |i: u64| format!("{i:>30000}").into_bytes();
+    for round in 0..40u64 {
+        for i in 0..60u64 {
+            let k = format!("s{round}-{i}");
+            c.set(k.as_bytes(), &small_val(i), None).unwrap();
+        }
+        // Reference everything present, so eviction copies rather than drops.
+        for k in c.keys().collect::<Vec<_>>() {
+            c.get(&k).unwrap();
+        }
+        let k = format!("big{round}");
+        c.set(k.as_bytes(), &big_val(round), None).unwrap();
+        // (Not assert_eq: a 30 000-byte value in a failure message helps nobody.)
+        let got = c.get(k.as_bytes()).unwrap();
+        assert!(
+            got == Some(big_val(round)),
+            "{k}: {:?}",
+            got.map(|v| v.len())
+        );
+        let s = c.stats();
+        assert_eq!(s.totals.corrupt, 0, "round {round}: {s:?}");
+    }
+    // Whatever survived reads back exactly as written.
+    for k in c.keys().collect::<Vec<_>>() {
+        let name = String::from_utf8(k.clone()).unwrap();
+        let v = c.get(&k).unwrap().expect("listed key");
+        let i: u64 = name.rsplit(['-', 'g']).next().unwrap().parse().unwrap();
+        let want = if name.starts_with("big") {
+            big_val(i)
+        } else {
+            small_val(i)
+        };
+        assert!(v == want, "{name}: {} bytes differ", v.len());
+    }
+    assert_eq!(c.stats().totals.corrupt, 0);
+}
