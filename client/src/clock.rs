@@ -24,6 +24,11 @@ struct Pending {
 /// How many items of a victim are sampled to estimate how much of it is still live.
 const LIVE_SAMPLE: u32 = 32;
 
+/// When the oldest segment is mostly live: how many other segments, spread over the table,
+/// are looked at for one that is mostly dead, and how many items at the head of each.
+const DEAD_CANDIDATES: u32 = 8;
+const DEAD_SAMPLE: u32 = 16;
+
 /// What a walk does with the referenced items of a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Walk {
@@ -78,13 +83,23 @@ impl<M: Mem> Engine<M> {
             if dest.is_none() {
                 dest = self.claim_destination(who);
             }
-            let gen = ctl_gen(prev);
-            let (live, sampled) = self.sample_live(seg, gen);
-            let mode = match dest {
+            let (mut seg, mut prev) = (seg, prev);
+            let (live, sampled) = self.sample_live(seg, ctl_gen(prev));
+            let mut mode = match dest {
                 None if attempt < 3 => Walk::SecondChance,
                 _ if live * 2 < sampled => Walk::Compact,
                 _ => Walk::Evict,
             };
+            if mode == Walk::Evict {
+                // The oldest segment is mostly live. If the log elsewhere is mostly dead
+                // copies, the cache is not under pressure: reclaim one of those instead, and
+                // leave the oldest (its place in the log unchanged) for when it is.
+                if let Some((other, other_prev)) = self.mostly_dead_segment(who, seg) {
+                    self.return_segment(who, seg, prev);
+                    (seg, prev, mode) = (other, other_prev, Walk::Compact);
+                }
+            }
+            let gen = ctl_gen(prev);
             let kept = self.walk_segment(who, seg, gen, mode, dest.as_mut());
             if mode == Walk::SecondChance && kept > 0 {
                 // Second chance: the segment goes to the back of the log, its bits cleared.
@@ -328,12 +343,52 @@ impl<M: Mem> Engine<M> {
         }
     }
 
+    /// A SEALED segment other than `not` whose head sample is less than half live, the
+    /// deadest of `DEAD_CANDIDATES` spread over the segment table, taken for walking (so
+    /// EVICTING(me)). The samples read segments we do not hold: one recycled meanwhile only
+    /// gives a wrong estimate (every read is a bounds-checked atomic load), and the walk that
+    /// follows uses the generation the take saw. The head of a segment is its most live part
+    /// (a former copy-forward destination starts with survivors), so the test errs towards
+    /// evicting, as before.
+    fn mostly_dead_segment(&self, who: Who, not: u32) -> Option<(u32, u64)> {
+        let n = self.geo.nsegs;
+        // Relaxed: only spreads the candidates over the table.
+        let start = (self.mem.fetch_add(H_CLOCK_HAND, 1, Relaxed) % u64::from(n)) as u32;
+        let mut best: Option<(u64, u64, u32)> = None;
+        for i in 0..DEAD_CANDIDATES.min(n) {
+            let seg = ((u64::from(start)
+                + u64::from(i) * u64::from(n) / u64::from(DEAD_CANDIDATES.min(n)))
+                % u64::from(n)) as u32;
+            if seg == not {
+                continue;
+            }
+            // Relaxed: a survey; the segment is then taken by CAS.
+            let c = self.mem.load(self.geo.seg_ctl_off(seg), Relaxed);
+            if ctl_state(c) != Some(SegState::Sealed) {
+                continue;
+            }
+            let (live, sampled) = self.sample(seg, ctl_gen(c), DEAD_SAMPLE, false);
+            let deader = |(l, s, _): (u64, u64, u32)| live * s < l * sampled;
+            if sampled > 0 && live * 2 < sampled && best.is_none_or(deader) {
+                best = Some((live, sampled, seg));
+            }
+        }
+        let (_, _, seg) = best?;
+        self.take_for_walk(who, seg).map(|prev| (seg, prev))
+    }
+
     /// Of `LIVE_SAMPLE` items spread evenly over a segment we hold, how many bytes are
     /// still referenced by the index: `(live, sampled)`. Spread, not the first ones: a
     /// copy-forward destination starts with the survivors of its victim, so its head is far
     /// more live than the rest (measured: a 2 %-live segment sampled at 19/32 by its head,
     /// and live items evicted from an arena 80 % dead).
     fn sample_live(&self, seg: u32, gen: u64) -> (u64, u64) {
+        self.sample(seg, gen, LIVE_SAMPLE, true)
+    }
+
+    /// `k` items of a segment, the first ones or (`spread`) evenly spaced: `(live bytes,
+    /// sampled bytes)`.
+    fn sample(&self, seg: u32, gen: u64, k: u32, spread: bool) -> (u64, u64) {
         let base = self.geo.seg_base(seg);
         // Acquire: as in walk_segment.
         let end = base
@@ -341,22 +396,25 @@ impl<M: Mem> Engine<M> {
                 .mem
                 .load(self.geo.seg_wptr_off(seg), Acquire)
                 .min(self.geo.seg_size());
-        // Pass 1: count the items (headers only: a sequential read, no index lookups).
-        let mut items = 0u64;
-        let mut pos = base;
-        while pos + 16 <= end {
-            let Some(h) = self.decode_hdr(pos, end) else {
-                break;
-            };
-            items += 1;
-            pos += h.size;
+        let mut stride = 1;
+        if spread {
+            // Count the items first (headers only: a sequential read, no index lookups).
+            let mut items = 0u64;
+            let mut pos = base;
+            while pos + 16 <= end {
+                let Some(h) = self.decode_hdr(pos, end) else {
+                    break;
+                };
+                items += 1;
+                pos += h.size;
+            }
+            stride = (items / u64::from(k)).max(1);
         }
-        let stride = (items / u64::from(LIVE_SAMPLE)).max(1);
-        // Pass 2: look up every `stride`-th item in the index.
+        // Look up every `stride`-th item in the index, `k` of them.
         let mut key = Vec::with_capacity(self.max_key as usize);
-        let (mut live, mut sampled, mut i) = (0, 0, 0u64);
-        pos = base;
-        while pos + 16 <= end {
+        let (mut live, mut sampled, mut i, mut taken) = (0, 0, 0u64, 0u32);
+        let mut pos = base;
+        while taken < k && pos + 16 <= end {
             let Some(h) = self.decode_hdr(pos, end) else {
                 break;
             };
@@ -371,6 +429,7 @@ impl<M: Mem> Engine<M> {
                     live += h.size;
                 }
                 sampled += h.size;
+                taken += 1;
             }
             i += 1;
             pos += h.size;

@@ -531,6 +531,45 @@ fn index_evictions_leave_little_dead_space_in_a_full_arena() {
 }
 
 #[test]
+fn cold_keys_survive_hot_overwrites_while_the_log_is_mostly_dead() {
+    // Cold keys written once fill 40 % of the log; a few hot keys are then overwritten
+    // until the log has turned over many times. The oldest segments hold only cold keys,
+    // all live; every younger segment is almost all dead copies of the hot keys. A cache
+    // this empty must reclaim the dead copies, not drop the cold keys.
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    let info = c.info();
+    let log = u64::from(info.segments) * info.segment_size;
+    let val = |i: u64, n: u64| {
+        let mut v = format!("{i}:{n}:").into_bytes();
+        v.resize(200, b'c');
+        v
+    };
+    let item = 16 + 12 + 200;
+    let cold = log * 4 / 10 / item;
+    for i in 0..cold {
+        c.set(format!("cold:{i:07}").as_bytes(), &val(i, 0), None)
+            .unwrap();
+    }
+    let hot_writes = 10 * log / item;
+    for n in 0..hot_writes {
+        let i = n % 50;
+        c.set(format!("hot:{i:08}").as_bytes(), &val(i, n), None)
+            .unwrap();
+    }
+    let lost: Vec<u64> = (0..cold)
+        .filter(|&i| c.get(format!("cold:{i:07}").as_bytes()).unwrap() != Some(val(i, 0)))
+        .collect();
+    let s = c.stats();
+    assert!(
+        lost.is_empty(),
+        "{} of {cold} cold keys lost: {s:?}",
+        lost.len()
+    );
+    assert_eq!(s.totals.evictions, 0, "{s:?}");
+}
+
+#[test]
 fn a_write_after_an_eviction_that_filled_its_destination_stays_in_its_segment() {
     // Every item is read (referenced), so an eviction copies a victim's items forward and
     // fills its destination almost completely; the large value that asked for space then
