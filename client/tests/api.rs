@@ -618,3 +618,40 @@ fn a_write_after_an_eviction_that_filled_its_destination_stays_in_its_segment() 
     }
     assert_eq!(c.stats().totals.corrupt, 0);
 }
+
+#[test]
+fn skewed_overwrites_of_a_half_full_cache_evict_nothing() {
+    // Keys whose values fill about half of the log, overwritten with a skew (a few keys
+    // very often, most rarely): the hot keys' dead copies spread over every segment, which
+    // then hover around half live. The cache has room for all its keys and must keep them.
+    let d = TempDir::new("api");
+    let config = Config::new(8 << 20)
+        .max_value_len(16 << 10)
+        .segment_size(256 << 10)
+        .max_processes(4);
+    let c = Cache::create(d.arena(), &config).unwrap();
+    let info = c.info();
+    let log = u64::from(info.segments) * info.segment_size;
+    let value = vec![7u8; 4000];
+    let n = log / 2 / 4032;
+    for i in 0..n {
+        c.set(format!("key:{i:08}").as_bytes(), &value, None)
+            .unwrap();
+    }
+    let mut x = 99u64;
+    for _ in 0..60 * n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // n^u for u uniform in [0, 1): rank 1 is written far more often than rank n.
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        let k = ((n as f64).powf(u) as u64).clamp(1, n) - 1;
+        c.set(format!("key:{k:08}").as_bytes(), &value, None)
+            .unwrap();
+    }
+    let lost = (0..n)
+        .filter(|i| c.get(format!("key:{i:08}").as_bytes()).unwrap().is_none())
+        .count();
+    let s = c.stats();
+    assert_eq!(lost, 0, "{lost} of {n} keys lost: {s:?}");
+}
