@@ -251,6 +251,47 @@ fn eviction_killed_at_every_step() {
 }
 
 #[test]
+fn eviction_that_compacts_a_dead_segment_instead_killed_at_every_step() {
+    // The oldest segment holds cold keys, all live and unreferenced; the next ones hold
+    // nothing but dead copies of one hot key. A completed eviction must compact a dead
+    // segment and keep the cold keys (plain CLOCK would drop them); a killed one must lose
+    // nothing either.
+    let cold: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+    let hot = |n: u32| format!("{n:>190}");
+    let writes = 2 * 290 + 10;
+    at_every_step(
+        |w| {
+            let mut lane = Lane::default();
+            for k in &cold {
+                w.set(k.as_bytes(), k.repeat(5).as_bytes(), &mut lane);
+            }
+            w.b.seal(w.bw, lane.seg.take().unwrap());
+            for n in 0..writes {
+                w.set(b"hot", hot(n).as_bytes(), &mut lane);
+            }
+            w.b.seal(w.bw, lane.seg.take().unwrap());
+        },
+        |a, who, _| {
+            a.evict_one(who).expect("a victim");
+        },
+        |w, _done| {
+            for k in &cold {
+                assert_eq!(
+                    w.get(k.as_bytes()).as_deref(),
+                    Some(k.repeat(5).as_bytes()),
+                    "cold key {k} lost"
+                );
+            }
+            assert_eq!(
+                w.get(b"hot").as_deref(),
+                Some(hot(writes - 1).as_bytes()),
+                "hot key"
+            );
+        },
+    );
+}
+
+#[test]
 fn registration_and_reaping_killed_at_every_step() {
     // A reaper that dies mid-reap is followed by another; the slot ends free exactly once.
     for budget in 0.. {
