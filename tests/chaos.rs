@@ -33,16 +33,18 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use larder::layout::{ctl_owner, ctl_state, item_size, Params, SegState, PARAMS_LEN, PS_REG};
 use larder::{Cache, CasOutcome};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+mod support;
+use support::{files_starting, Daemon};
 
 const ROLE: &str = "LARDER_CHAOS_ROLE";
 const ARENA: &str = "LARDER_CHAOS_ARENA";
@@ -514,119 +516,6 @@ impl Drop for TempDir {
             return;
         }
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Daemon {
-    child: Child,
-    notify: UnixDatagram,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Starts larderd on `arena` with the test's defaults plus `env`; does not wait.
-    fn spawn(dir: &Path, arena: &Path, tag: &str, env: &[(&str, &str)]) -> Daemon {
-        let sock = dir.join(format!("notify-{tag}"));
-        let _ = std::fs::remove_file(&sock);
-        let log = dir.join(format!("larderd-{tag}.log"));
-        let notify = UnixDatagram::bind(&sock).expect("bind the notify socket");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_larderd"));
-        for v in [
-            "STATE_DIRECTORY",
-            "WATCHDOG_USEC",
-            "WATCHDOG_PID",
-            "JOURNAL_STREAM",
-            "LARDER_SNAPSHOT",
-            "LARDER_METRICS_TEXTFILE",
-        ] {
-            cmd.env_remove(v);
-        }
-        cmd.env("LARDER_ARENA", arena)
-            .env("LARDER_SIZE", "8MiB")
-            .env("LARDER_MAX_VALUE", "4KiB")
-            .env("NOTIFY_SOCKET", &sock)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("daemon log file"));
-        let child = cmd.spawn().expect("spawn larderd");
-        Daemon { child, notify, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for READY=1; `Err(status)` if the daemon exited first. Panics after 20 s.
-    fn ready(&mut self) -> Result<(), ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        self.notify
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("socket timeout");
-        let mut buf = [0u8; 1024];
-        loop {
-            if let Ok(n) = self.notify.recv(&mut buf) {
-                if String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1")
-                {
-                    return Ok(());
-                }
-            }
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Err(st);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "larderd neither ready nor gone within 20 s; log:\n{}",
-                self.log()
-            );
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    /// SIGKILL; fails if it had died by itself.
-    fn kill(&mut self) {
-        if let Some(st) = self.child.try_wait().expect("try_wait") {
-            panic!("larderd exited by itself with {st}; log:\n{}", self.log());
-        }
-        let _ = self.child.kill();
-        let st = self.child.wait().expect("wait");
-        assert_eq!(
-            st.signal(),
-            Some(libc::SIGKILL),
-            "larderd ended with {st}; log:\n{}",
-            self.log()
-        );
-    }
-
-    /// Waits up to `limit` for it to exit by itself.
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- larderd log {}:\n{}", self.log.display(), self.log());
-        }
     }
 }
 
@@ -1522,18 +1411,6 @@ fn daemon_on(dir: &Path, arena: &Path, case: &str) -> String {
     }
 }
 
-/// The entries of `dir` whose name starts with `prefix`.
-fn named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn hostile_arena_files_never_crash_the_daemon_or_a_client() {
     if std::env::var_os(ROLE).is_some() {
@@ -1615,7 +1492,7 @@ fn hostile_arena_files_never_crash_the_daemon_or_a_client() {
         // Whatever the daemon did, the refused file still exists, unchanged: in place or
         // moved aside.
         let kept: Vec<PathBuf> = if daemon == "served" {
-            named(&sub, "arena.")
+            files_starting(&sub, "arena.")
                 .into_iter()
                 .filter(|p| !p.to_string_lossy().ends_with(".lock"))
                 .collect()
@@ -1717,7 +1594,7 @@ fn hostile_arena_files_never_crash_the_daemon_or_a_client() {
             }
         };
         // The file is still there, unchanged: in place or moved aside.
-        let kept: Vec<PathBuf> = named(&sub, "snapshot");
+        let kept: Vec<PathBuf> = files_starting(&sub, "snapshot");
         assert_eq!(kept.len(), 1, "{case}: {kept:?}\n{}", d.log());
         if let Some(b) = &bytes {
             assert!(

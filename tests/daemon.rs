@@ -3,57 +3,12 @@
 //! another size, the metrics file, the service protocol, and the systemd units.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Daemon {
-    child: Child,
-    /// The NOTIFY_SOCKET we bound; stays open so later messages can be read.
-    notify: UnixDatagram,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status (bounded wait).
-    fn stop(&mut self) -> std::process::ExitStatus {
-        signal(self, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "larderd did not stop within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The next datagram larderd sent, within `limit`.
-    fn next_message(&self, limit: Duration) -> Option<String> {
-        self.notify.set_read_timeout(Some(limit)).unwrap();
-        let mut buf = [0u8; 1024];
-        let n = self.notify.recv(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- larderd log {}:\n{}", self.log.display(), self.log());
-        }
-    }
-}
+mod support;
+use support::{files_starting, Daemon};
 
 struct Dir(PathBuf);
 impl Drop for Dir {
@@ -79,44 +34,15 @@ fn start(dir: &Path, arena: &Path) -> Daemon {
 fn start_with(dir: &Path, arena: &Path, env: &[(&str, &str)]) -> Daemon {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let sock_path = dir.join(format!("notify-{n}"));
-    let log = dir.join(format!("larderd-{n}.log"));
-    let notify = UnixDatagram::bind(&sock_path).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_larderd"));
-    for v in [
-        "STATE_DIRECTORY",
-        "WATCHDOG_USEC",
-        "WATCHDOG_PID",
-        "JOURNAL_STREAM",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd.env("LARDER_ARENA", arena)
-        .env("LARDER_SIZE", "8MiB")
-        .env("LARDER_MAX_VALUE", "4KiB")
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let child = cmd.spawn().unwrap();
-    let d = Daemon { child, notify, log };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = d
-            .next_message(left.max(Duration::from_millis(1)))
-            .unwrap_or_else(|| panic!("READY=1 from larderd within 20 s; log:\n{}", d.log()));
-        if msg.lines().any(|l| l == "READY=1") {
-            break;
-        }
+    let mut d = Daemon::spawn(dir, arena, &n.to_string(), env);
+    if let Err(st) = d.ready() {
+        panic!("larderd exited {st} before READY=1; log:\n{}", d.log());
     }
     d
 }
 
 fn signal(d: &Daemon, sig: i32) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(d.child.id() as i32, sig) }, 0);
+    d.signal(sig);
 }
 
 /// Polls `f` every 20 ms for up to `limit`.
@@ -131,18 +57,6 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Files in `dir` whose name starts with `prefix`.
-fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

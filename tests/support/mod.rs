@@ -1,0 +1,147 @@
+//! What the integration tests of the root package share: a real `larderd` started on a
+//! notify socket we bind, and small file helpers. Each test crate uses a part of it.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `larderd`, killed on drop (its log printed if the test is failing).
+pub struct Daemon {
+    pub child: Child,
+    /// The NOTIFY_SOCKET we bound; stays open so later messages can be read.
+    pub notify: UnixDatagram,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts larderd on `arena` (8 MiB, 4 KiB values, no inherited service environment)
+    /// plus `env`, which overrides those defaults; logs to `dir/larderd-<tag>.log`. Does not
+    /// wait: see [`Daemon::ready`].
+    pub fn spawn(dir: &Path, arena: &Path, tag: &str, env: &[(&str, &str)]) -> Daemon {
+        let sock = dir.join(format!("notify-{tag}"));
+        let _ = std::fs::remove_file(&sock);
+        let log = dir.join(format!("larderd-{tag}.log"));
+        let notify = UnixDatagram::bind(&sock).expect("bind the notify socket");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_larderd"));
+        for v in [
+            "STATE_DIRECTORY",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+            "JOURNAL_STREAM",
+            "LARDER_SNAPSHOT",
+            "LARDER_METRICS_TEXTFILE",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.env("LARDER_ARENA", arena)
+            .env("LARDER_SIZE", "8MiB")
+            .env("LARDER_MAX_VALUE", "4KiB")
+            .env("NOTIFY_SOCKET", &sock)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("daemon log file"));
+        let child = cmd.spawn().expect("spawn larderd");
+        Daemon { child, notify, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for READY=1; `Err(status)` if the daemon exited first. Panics after 20 s.
+    pub fn ready(&mut self) -> Result<(), ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(msg) = self.next_message(Duration::from_millis(20)) {
+                if msg.lines().any(|l| l == "READY=1") {
+                    return Ok(());
+                }
+            }
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Err(st);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "larderd neither ready nor gone within 20 s; log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// The next datagram larderd sent, within `limit`.
+    pub fn next_message(&self, limit: Duration) -> Option<String> {
+        self.notify.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = self.notify.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// SIGKILL; fails if it had died by itself.
+    pub fn kill(&mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(st) = self.child.try_wait().expect("try_wait") {
+            panic!("larderd exited by itself with {st}; log:\n{}", self.log());
+        }
+        let _ = self.child.kill();
+        let st = self.child.wait().expect("wait");
+        assert_eq!(
+            st.signal(),
+            Some(libc::SIGKILL),
+            "larderd ended with {st}; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits up to `limit` for it to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then the exit status (fails after 20 s).
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("larderd did not stop within 20 s; log:\n{}", self.log()))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- larderd log {}:\n{}", self.log.display(), self.log());
+        }
+    }
+}
+
+/// The entries of `dir` whose name starts with `prefix`, sorted.
+pub fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
