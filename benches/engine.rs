@@ -186,6 +186,17 @@ struct System<'a> {
     ns: Vec<f64>,
 }
 
+impl<'a> System<'a> {
+    fn new(name: &'static str, want: Option<u64>, round: impl FnMut() -> u64 + 'a) -> Self {
+        System {
+            name,
+            want,
+            round: Box::new(round),
+            ns: Vec::new(),
+        }
+    }
+}
+
 /// Runs every system's round once to warm up, then `rounds` times, interleaved (round 1 of
 /// every system, then round 2, ...), so that the machine's load drifting during the run
 /// reaches every system alike; returns each system's median ns/op.
@@ -367,54 +378,38 @@ fn main() {
     };
 
     let mut systems = vec![
-        System {
-            name: "floor get, 4 KiB pages",
-            want: Some(n),
-            round: Box::new(floor_round(&floor, seq, &keys)),
-            ns: Vec::new(),
-        },
-        System {
-            name: "floor get, huge pages",
-            want: Some(n),
-            round: Box::new(floor_round(&floor_huge, seq, &keys)),
-            ns: Vec::new(),
-        },
-        System {
-            name: "larder get_into, 4 KiB pages",
-            want: Some(n),
-            round: Box::new(larder_round(&small, seq, &keys)),
-            ns: Vec::new(),
-        },
-        System {
-            name: "larder get_into, huge pages",
-            want: Some(n),
-            round: Box::new(larder_round(&cache, seq, &keys)),
-            ns: Vec::new(),
-        },
-        System {
-            name: "larder get_multi(16), per key",
-            want: Some(n),
-            round: Box::new(larder_multi_round(&cache, seq, &keys)),
-            ns: Vec::new(),
-        },
-        System {
-            name: "larder get miss, huge pages",
-            want: Some(0),
-            round: Box::new(larder_round(&cache, seq, &absent)),
-            ns: Vec::new(),
-        },
-        System {
-            name: "RwLock<HashMap> get",
-            want: Some(n),
-            round: Box::new(rwlock_get),
-            ns: Vec::new(),
-        },
-        System {
-            name: "larder set (overwrite), huge",
-            want: None,
-            round: Box::new(larder_set),
-            ns: Vec::new(),
-        },
+        System::new(
+            "floor get, 4 KiB pages",
+            Some(n),
+            floor_round(&floor, seq, &keys),
+        ),
+        System::new(
+            "floor get, huge pages",
+            Some(n),
+            floor_round(&floor_huge, seq, &keys),
+        ),
+        System::new(
+            "larder get_into, 4 KiB pages",
+            Some(n),
+            larder_round(&small, seq, &keys),
+        ),
+        System::new(
+            "larder get_into, huge pages",
+            Some(n),
+            larder_round(&cache, seq, &keys),
+        ),
+        System::new(
+            "larder get_multi(16), per key",
+            Some(n),
+            larder_multi_round(&cache, seq, &keys),
+        ),
+        System::new(
+            "larder get miss, huge pages",
+            Some(0),
+            larder_round(&cache, seq, &absent),
+        ),
+        System::new("RwLock<HashMap> get", Some(n), rwlock_get),
+        System::new("larder set (overwrite), huge", None, larder_set),
     ];
     let ns = measure_interleaved(ops, ROUNDS, &mut systems);
     let names: Vec<&str> = systems.iter().map(|s| s.name).collect();

@@ -215,7 +215,8 @@ impl Cache {
         };
         if observer {
             // An epoch FORK_EPOCH never reaches: every `who()` takes the cold path, which
-            // refuses, so the hot path carries no observer check.
+            // refuses, so the hot path carries no observer check. Relaxed: the handle is not
+            // shared yet; the Arc that shares it publishes this store.
             inner.epoch.store(u64::MAX, StdOrdering::Relaxed);
         } else {
             let mut reg = inner.reg.lock().unwrap_or_else(|e| e.into_inner());
