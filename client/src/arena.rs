@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::layout::{
     item_size, Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, H_PARAMS_CRC, KEY_LEN_LIMIT,
-    LAYOUT_VERSION, MAGIC, MAX_SEG_SHIFT, MIN_SEG_SHIFT, PARAMS_LEN,
+    LAYOUT_VERSION, MAGIC, MAX_SEG_SHIFT, MIN_SEG_SHIFT, PARAMS_LEN, VALUE_LEN_LIMIT,
 };
 use crate::mapping::{HugePages, Mapping};
 use crate::Error;
@@ -51,7 +51,7 @@ impl Config {
         self.max_key = n;
         self
     }
-    /// Longest value accepted.
+    /// Longest value accepted (at most 16 MiB − 1).
     pub fn max_value_len(mut self, n: u32) -> Config {
         self.max_value = n;
         self
@@ -62,7 +62,7 @@ impl Config {
         self.segment_size = Some(n);
         self
     }
-    /// Expected average item size (16-byte header + key + value), which sizes the index.
+    /// Expected average item size (8-byte header + key + value), which sizes the index.
     pub fn avg_item_size(mut self, n: u64) -> Config {
         self.avg_item_size = n;
         self
@@ -106,6 +106,12 @@ impl Config {
             return Err(Self::invalid(format!(
                 "max processes {} is not in 1..=65536",
                 self.max_processes
+            )));
+        }
+        if self.max_value > VALUE_LEN_LIMIT {
+            return Err(Self::invalid(format!(
+                "max value length {} is over {VALUE_LEN_LIMIT} (16 MiB - 1), the most an item header can describe",
+                self.max_value
             )));
         }
         let largest = item_size(u64::from(self.max_key), u64::from(self.max_value));
@@ -329,6 +335,7 @@ pub(crate) fn open_validated(path: &Path) -> Result<(File, Params, Geometry), Er
     }
     if p.max_key == 0
         || p.max_key > KEY_LEN_LIMIT
+        || p.max_value > VALUE_LEN_LIMIT
         || item_size(u64::from(p.max_key), u64::from(p.max_value)) > 1 << p.seg_shift.min(63)
     {
         return Err(damaged(

@@ -4,8 +4,8 @@
 use crate::alloc::OpenSeg;
 use crate::engine::{Engine, Who};
 use crate::layout::{
-    ctl_gen, ctl_owner, ctl_state, hash_tag, seg_ctl, slot_gen, slot_loc, slot_word, Counter,
-    SegState, H_CLOCK_HAND, REF_BIT, SEG_GEN_MASK, SLOT_GEN_MASK,
+    ctl_gen, ctl_owner, ctl_state, hash_tag, hdr_expires_at, seg_ctl, slot_gen, slot_loc,
+    slot_word, Counter, SegState, H_CLOCK_HAND, REF_BIT, SEG_GEN_MASK, SLOT_GEN_MASK,
 };
 use crate::mem::Mem;
 use crate::sync::Ordering::*;
@@ -239,19 +239,12 @@ impl<M: Mem> Engine<M> {
             batch.clear();
             while batch.len() < WALK_BATCH && pos + 16 <= end {
                 let Some(h) = self.decode_hdr(pos, end) else {
-                    // Damaged bytes: stop here. Slots into the rest heal as stale once the
-                    // segment is recycled (design.md §4.6, §7).
-                    if mode != Walk::SweepShared {
-                        self.count(who, Counter::Corrupt);
-                    }
+                    // Damaged bytes: stop here (design.md §7).
                     damaged = true;
                     break;
                 };
                 let item = pos;
                 pos += h.size;
-                if h.gen != gen {
-                    continue;
-                }
                 let expired = (h.expires_at != 0
                     && u64::from(now) >= u64::from(h.expires_at) + u64::from(h.grace))
                     || (h.ntags > 0 && !self.tags_ok(item, &h));
@@ -283,6 +276,12 @@ impl<M: Mem> Engine<M> {
                 live += self.settle(who, p, gen, mode, dest.as_deref_mut());
             }
         }
+        if damaged && mode != Walk::SweepShared {
+            // The items past the damage cannot be found by their keys, yet no slot may outlive
+            // the segment's generation (design.md §4.6): find their slots the slow way.
+            self.count(who, Counter::Corrupt);
+            self.unlink_beyond(seg, gen, pos);
+        }
         if mode == Walk::Sweep {
             // Relaxed: we hold the segment EVICTING; return_segment's Release publishes it.
             self.mem.store(
@@ -292,6 +291,22 @@ impl<M: Mem> Engine<M> {
             );
         }
         live
+    }
+
+    /// Empties every slot that points into `seg` at or past `from` under generation `gen`:
+    /// a scan of the whole index, for segments whose walk met damaged bytes at `from`.
+    fn unlink_beyond(&self, seg: u32, gen: u64, from: u64) {
+        let locs = from / 8..(self.geo.seg_base(seg) + self.geo.seg_size()) / 8;
+        self.for_each_slot(|slot, mut w| loop {
+            if slot_gen(w) != gen & SLOT_GEN_MASK || !locs.contains(&slot_loc(w)) {
+                return;
+            }
+            // AcqRel: as settle's unlink, ordered before the segment is freed.
+            match self.mem.cas(slot, w, 0, AcqRel, Relaxed) {
+                Ok(_) => return,
+                Err(cur) => w = cur,
+            }
+        });
     }
 
     /// Decides the fate of one walked item whose slot may point at it (design.md §4.4 step
@@ -429,10 +444,9 @@ impl<M: Mem> Engine<M> {
             if i % stride == 0 {
                 key.clear();
                 self.copy_out(h.key_off, h.key_len as usize, &mut key);
-                if h.gen == gen
-                    && self
-                        .slot_of_item(self.hash(&key), pos / 8, gen & SLOT_GEN_MASK)
-                        .is_some()
+                if self
+                    .slot_of_item(self.hash(&key), pos / 8, gen & SLOT_GEN_MASK)
+                    .is_some()
                 {
                     live += h.size;
                 }
@@ -453,8 +467,8 @@ impl<M: Mem> Engine<M> {
         }
         let to = self.geo.seg_base(d.seg) + d.wptr;
         // Relaxed: we own the victim; its bytes are stable.
-        self.note_expiry(d.seg, self.mem.load(from + 8, Relaxed) as u32);
-        self.copy_item(from, to, size, d.gen);
+        self.note_expiry(d.seg, hdr_expires_at(self.mem.load(from, Relaxed)));
+        self.copy_item(from, to, size);
         d.wptr += size;
         // Release: as lane_commit — walkers see the copy complete below wptr.
         self.mem

@@ -92,7 +92,7 @@ impl World {
         }
         // Every slot reads as a valid item, and no key is in two slots.
         let mut keys = Vec::new();
-        e.for_each_slot(|_, w| keys.push(e.read_key(w).expect("slot points at a valid item").0));
+        e.for_each_slot(|s, w| keys.push(e.read_key(s, w).expect("slot points at a valid item").0));
         keys.sort();
         let n = keys.len();
         keys.dedup();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::engine::{Engine, Who};
 use crate::item::ItemInfo;
-use crate::layout::{ctl_gen, ctl_state, SegState, H_SWEEP_HAND};
+use crate::layout::{ctl_gen, ctl_state, SegState, EXPIRES_LIMIT, H_SWEEP_HAND};
 use crate::mem::Mem;
 use crate::sync::Ordering::{Acquire, Relaxed};
 use crate::Error;
@@ -71,10 +71,13 @@ impl<M: Mem> Engine<M> {
         }
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let at = u64::from(self.now_rel()) + secs;
-        u32::try_from(at).map_err(|_| Error::InvalidTtl {
-            ttl,
-            reason: "expiry lies beyond the arena's time range (~136 years)",
-        })
+        u32::try_from(at)
+            .ok()
+            .filter(|&at| at <= EXPIRES_LIMIT)
+            .ok_or(Error::InvalidTtl {
+                ttl,
+                reason: "expiry lies beyond the arena's time range (~68 years from its creation)",
+            })
     }
 
     /// The remaining lifetime of an item with this `expires_at` (None: no expiry).

@@ -91,7 +91,7 @@ impl<M: Mem> Engine<M> {
                 if w == 0 || slot_tag(w) != tag {
                     continue;
                 }
-                match self.read_item(w, key, out.as_deref_mut()) {
+                match self.read_item(slot, w, key, out.as_deref_mut()) {
                     Read::Match(info) => return Lookup::Found(Found { slot, w, info }),
                     Read::Other => {}
                     Read::Torn => return Lookup::Torn,
@@ -324,7 +324,7 @@ impl<M: Mem> Engine<M> {
             if w == 0 {
                 continue;
             }
-            if let Some((key, info)) = self.read_key(w) {
+            if let Some((key, info)) = self.read_key(slot, w) {
                 if self.is_live(&info) {
                     out.push(key);
                 }

@@ -6,8 +6,8 @@
 
 use crate::engine::Engine;
 use crate::layout::{
-    ctl_gen, item_size, item_w0, item_w1, slot_gen, slot_loc, ITEM_HEADER_SIZE, MAX_TAGS,
-    SEG_GEN_MASK, SLOT_GEN_MASK,
+    ctl_gen, hdr_expires_at, hdr_has_ext, hdr_key_len, hdr_value_len, item_hdr, item_size,
+    slot_gen, slot_loc, ITEM_HEADER_SIZE, MAX_TAGS, REF_BIT, SLOT_GEN_MASK,
 };
 use crate::mem::Mem;
 use crate::sync::{fence, Ordering::*};
@@ -52,7 +52,6 @@ pub(crate) struct Hdr {
     /// Offset of the first key byte.
     pub key_off: u64,
     pub expires_at: u32,
-    pub gen: u64,
     /// Bytes the whole item occupies.
     pub size: u64,
     /// Extension words (meta + tags) between the header and the key.
@@ -66,38 +65,38 @@ impl<M: Mem> Engine<M> {
     /// Decodes the header at `off`, or `None` if it is not a valid item ending by `end`.
     #[inline]
     pub(crate) fn decode_hdr(&self, off: u64, end: u64) -> Option<Hdr> {
-        let w0 = self.mem.load(off, Relaxed);
-        let w1 = self.mem.load(off + 8, Relaxed);
-        let value_len = w0 & 0xffff_ffff;
-        let key_len = (w0 >> 32) & 0xff;
-        let ext = (w0 >> 40) & 0xf;
-        let ok = w0 >> 44 == 0
-            && key_len != 0
+        let w = self.mem.load(off, Relaxed);
+        let value_len = hdr_value_len(w);
+        let key_len = hdr_key_len(w);
+        let ok = key_len != 0
             && key_len <= u64::from(self.max_key)
             && value_len <= u64::from(self.max_value);
         if !ok {
             return None;
         }
-        let size = item_size(ext * 8 + key_len, value_len);
-        if off.checked_add(size)? > end {
-            return None;
-        }
-        // Relaxed: as the header words; validated by the caller's generation re-check.
-        let meta = if ext > 0 {
-            self.mem.load(off + ITEM_HEADER_SIZE, Relaxed)
+        // Relaxed: as the header word; validated by the caller's generation re-check.
+        let meta = if hdr_has_ext(w) {
+            self.mem.load(
+                off.checked_add(ITEM_HEADER_SIZE).filter(|&m| m < end)?,
+                Relaxed,
+            )
         } else {
             0
         };
         let ntags = (meta >> 32) & 0xff;
-        if ext > 0 && (ntags + 1 > ext || ntags > MAX_TAGS as u64) {
+        if ntags > MAX_TAGS as u64 {
+            return None;
+        }
+        let ext = if hdr_has_ext(w) { 1 + ntags } else { 0 };
+        let size = item_size(ext * 8 + key_len, value_len);
+        if off.checked_add(size)? > end {
             return None;
         }
         Some(Hdr {
             key_len,
             value_len,
             key_off: off + ITEM_HEADER_SIZE + ext * 8,
-            expires_at: w1 as u32,
-            gen: w1 >> 32,
+            expires_at: hdr_expires_at(w),
             size,
             ext,
             grace: meta as u32,
@@ -124,9 +123,16 @@ impl<M: Mem> Engine<M> {
         })
     }
 
-    /// Reads the item slot word `w` points at (design.md §4.1 steps 2–5). On a key match the
-    /// value is appended to `out` when given; on any other outcome `out` is left as it was.
-    pub(crate) fn read_item(&self, w: u64, key: &[u8], out: Option<&mut Vec<u8>>) -> Read {
+    /// Reads the item slot word `w` (loaded from `slot`) points at (design.md §4.1 steps
+    /// 2–5). On a key match the value is appended to `out` when given; on any other outcome
+    /// `out` is left as it was.
+    pub(crate) fn read_item(
+        &self,
+        slot: u64,
+        w: u64,
+        key: &[u8],
+        out: Option<&mut Vec<u8>>,
+    ) -> Read {
         let off = slot_loc(w) * 8;
         let Some(seg) = self.geo.seg_of(off) else {
             return Read::Corrupt;
@@ -140,7 +146,7 @@ impl<M: Mem> Engine<M> {
             return Read::StaleSlot;
         }
         let end = self.geo.seg_base(seg) + self.geo.seg_size();
-        let hdr = self.decode_hdr(off, end).filter(|h| h.gen == gen);
+        let hdr = self.decode_hdr(off, end);
         let result = match hdr {
             Some(h) if h.key_len as usize == key.len() && self.key_eq(h.key_off, key) => {
                 Read::Match(ItemInfo {
@@ -158,24 +164,30 @@ impl<M: Mem> Engine<M> {
         if let (Read::Match(_), Some(out), Some(h)) = (result, out, hdr) {
             let mark = out.len();
             self.copy_out(h.key_off + h.key_len, h.value_len as usize, out);
-            if ctl_gen(self.recheck(ctl_off)) != gen {
+            if !self.unchanged(ctl_off, gen, slot, w) {
                 out.truncate(mark);
                 return Read::Torn;
             }
             return result;
         }
         // Nothing concluded from the bytes (not even "another key") counts unless the
-        // generation held still.
-        if ctl_gen(self.recheck(ctl_off)) != gen {
-            return Read::Torn;
+        // generation held still; a match or damage also needs the slot to be unchanged.
+        match result {
+            Read::Other if ctl_gen(self.recheck(ctl_off)) == gen => result,
+            Read::Match(_) | Read::Corrupt if self.unchanged(ctl_off, gen, slot, w) => result,
+            _ => Read::Torn,
         }
-        result
     }
 
-    /// Reads the item slot word `w` points at under the seqlock: `f` gets the item's offset
-    /// and header and may load its bytes; its result is returned only if the segment's
-    /// generation held still (so nothing `f` saw was torn).
-    pub(crate) fn read_validated<T>(&self, w: u64, f: impl FnOnce(u64, &Hdr) -> T) -> Option<T> {
+    /// Reads the item slot word `w` (loaded from `slot`) points at under the seqlock: `f`
+    /// gets the item's offset, header and segment generation and may load its bytes; its result is returned only
+    /// if the segment's generation and the slot held still (so nothing `f` saw was torn).
+    pub(crate) fn read_validated<T>(
+        &self,
+        slot: u64,
+        w: u64,
+        f: impl FnOnce(u64, &Hdr, u64) -> T,
+    ) -> Option<T> {
         let off = slot_loc(w) * 8;
         let seg = self.geo.seg_of(off)?;
         let ctl_off = self.geo.seg_ctl_off(seg);
@@ -185,18 +197,19 @@ impl<M: Mem> Engine<M> {
             return None;
         }
         let end = self.geo.seg_base(seg) + self.geo.seg_size();
-        let h = self.decode_hdr(off, end).filter(|h| h.gen == gen)?;
-        let t = f(off, &h);
-        (ctl_gen(self.recheck(ctl_off)) == gen).then_some(t)
+        let h = self.decode_hdr(off, end)?;
+        let t = f(off, &h, gen);
+        self.unchanged(ctl_off, gen, slot, w).then_some(t)
     }
 
-    /// The key of the item `w` points at, and what decides whether it is live.
-    pub(crate) fn read_key(&self, w: u64) -> Option<(Vec<u8>, ItemInfo)> {
-        self.read_validated(w, |off, h| {
+    /// The key of the item `w` (loaded from `slot`) points at, and what decides whether it
+    /// is live.
+    pub(crate) fn read_key(&self, slot: u64, w: u64) -> Option<(Vec<u8>, ItemInfo)> {
+        self.read_validated(slot, w, |off, h, gen| {
             let mut key = Vec::with_capacity(h.key_len as usize);
             self.copy_out(h.key_off, h.key_len as usize, &mut key);
             let info = ItemInfo {
-                gen: h.gen,
+                gen,
                 expires_at: h.expires_at,
                 grace: h.grace,
                 delta_ms: h.delta_ms,
@@ -207,14 +220,28 @@ impl<M: Mem> Engine<M> {
         })
     }
 
-    /// The extension words of the item `w` points at; `false` if it did not read consistently.
-    pub(crate) fn read_ext(&self, w: u64, out: &mut Vec<u64>) -> bool {
+    /// The extension words of the item `w` (loaded from `slot`) points at; `false` if it
+    /// did not read consistently.
+    pub(crate) fn read_ext(&self, slot: u64, w: u64, out: &mut Vec<u64>) -> bool {
         out.clear();
-        self.read_validated(w, |off, h| {
+        self.read_validated(slot, w, |off, h, _| {
             // Relaxed: validated by the generation re-check.
             out.extend((0..h.ext).map(|i| self.mem.load(off + ITEM_HEADER_SIZE + i * 8, Relaxed)));
         })
         .is_some()
+    }
+
+    /// After an optimistic read of the item `w` points at: the segment still has generation
+    /// `gen` *and* the slot still holds `w` (its reference bit aside). The second half is
+    /// what rules out a reader stalled across 2¹⁴ recyclings of the segment, whose slot word
+    /// would pass the 14-bit generation check against bytes of another generation: the slot
+    /// was emptied before the first of them (design.md §4.1, hazard 11).
+    #[inline]
+    fn unchanged(&self, ctl_off: u64, gen: u64, slot: u64, w: u64) -> bool {
+        // Relaxed slot load: after recheck's fence(Acquire), so it cannot be satisfied before
+        // the item loads; coherence with the Acquire load of `c1` does the rest (§4.1).
+        ctl_gen(self.recheck(ctl_off)) == gen
+            && (self.mem.load(slot, Relaxed) | REF_BIT) == (w | REF_BIT)
     }
 
     /// Second read of a segment's control word, after an optimistic read of its bytes.
@@ -282,19 +309,23 @@ impl<M: Mem> Engine<M> {
         key: &[u8],
         value: &[u8],
         expires_at: u32,
-        gen: u64,
         ext: &[u64],
     ) -> u64 {
+        // Ext words are a meta word counting the tags that follow it (design.md §2.6).
+        debug_assert!(ext.is_empty() || ext.len() as u64 == 1 + ((ext[0] >> 32) & 0xff));
         debug_assert!(ext.len() <= 1 + MAX_TAGS);
         // Relaxed stores: the item becomes visible only through the publish CAS (Release)
         // that follows, or through `wptr` (Release) for walkers.
         self.mem.store(
             at,
-            item_w0(key.len() as u64, value.len() as u64, ext.len() as u64),
+            item_hdr(
+                key.len() as u64,
+                value.len() as u64,
+                expires_at,
+                !ext.is_empty(),
+            ),
             Relaxed,
         );
-        self.mem
-            .store(at + 8, item_w1(expires_at, gen & SEG_GEN_MASK), Relaxed);
         for (i, &e) in ext.iter().enumerate() {
             self.mem
                 .store(at + ITEM_HEADER_SIZE + i as u64 * 8, e, Relaxed);
@@ -313,25 +344,15 @@ impl<M: Mem> Engine<M> {
 
     /// Writes an item without extension words (loom models).
     #[cfg(larder_loom)]
-    pub(crate) fn write_item(
-        &self,
-        at: u64,
-        key: &[u8],
-        value: &[u8],
-        expires_at: u32,
-        gen: u64,
-    ) -> u64 {
-        self.write_item_ext(at, key, value, expires_at, gen, &[])
+    pub(crate) fn write_item(&self, at: u64, key: &[u8], value: &[u8], expires_at: u32) -> u64 {
+        self.write_item_ext(at, key, value, expires_at, &[])
     }
 
     /// Copies the item at `from` (`size` bytes, stable: its segment is being evicted by us)
-    /// to `to`, stamping it with generation `gen`.
-    pub(crate) fn copy_item(&self, from: u64, to: u64, size: u64, gen: u64) {
-        let w1 = self.mem.load(from + 8, Relaxed);
+    /// to `to`. Items carry no generation, so the copy is the same bytes.
+    pub(crate) fn copy_item(&self, from: u64, to: u64, size: u64) {
         // Relaxed throughout: published by the caller's CAS (Release) afterwards.
-        self.mem.store(to, self.mem.load(from, Relaxed), Relaxed);
-        self.mem.store(to + 8, item_w1(w1 as u32, gen), Relaxed);
-        let mut i = ITEM_HEADER_SIZE;
+        let mut i = 0;
         while i < size {
             self.mem
                 .store(to + i, self.mem.load(from + i, Relaxed), Relaxed);

@@ -10,7 +10,7 @@ use std::mem::{offset_of, size_of};
 /// First eight bytes of every arena file.
 pub const MAGIC: [u8; 8] = *b"LARDER\0\x01";
 /// Bumped whenever any offset, size or word encoding below changes meaning.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// `hash_algo` value for xxh3-64 with the header's seed.
 pub const HASH_ALGO_XXH3: u32 = 1;
 
@@ -290,14 +290,17 @@ pub const LEASE_SIZE: u64 = size_of::<Lease>() as u64;
 /// Reserved: a tag version counter.
 pub const TAG_SIZE: u64 = size_of::<u64>() as u64;
 
-/// Item header (design.md §2.5): two words before the key.
+/// Item header (design.md §2.5): one word before the extension words and the key.
 #[repr(C)]
 pub struct ItemHeader {
     pub w0: u64,
-    pub w1: u64,
 }
 pub const ITEM_HEADER_SIZE: u64 = size_of::<ItemHeader>() as u64;
-const _: () = assert!(ITEM_HEADER_SIZE == 16);
+const _: () = assert!(ITEM_HEADER_SIZE == 8);
+/// Largest value the item header can describe (`value_len` is 24 bits): 16 MiB − 1.
+pub const VALUE_LEN_LIMIT: u32 = (1 << 24) - 1;
+/// Largest `expires_at` (31 bits of seconds after the arena's epoch: ~68 years).
+pub const EXPIRES_LIMIT: u32 = (1 << 31) - 1;
 
 /// Largest key the item header can describe (`key_len` is 8 bits).
 pub const KEY_LEN_LIMIT: u32 = 255;
@@ -331,7 +334,7 @@ pub const REF_BIT: u64 = 1 << 63;
 const _: () = assert!(TAG_SHIFT + TAG_BITS == 63);
 
 // ---- Item extension words (design.md §2.5) ----
-/// Most tags one item may carry (ext words: one meta word + one per tag, at most 15).
+/// Most tags one item may carry (ext words: one meta word + one per tag).
 pub const MAX_TAGS: usize = 8;
 /// Largest recompute time (XFetch delta) an item can record, in milliseconds.
 pub const MAX_DELTA_MS: u32 = (1 << 24) - 1;
@@ -417,14 +420,33 @@ pub const fn ctl_state(c: u64) -> Option<SegState> {
     }
 }
 
-// ---- Item header words ----
+// ---- Item header: [63 ext][62..32 expires_at][31..24 key_len][23..0 value_len] ----
+const ITEM_KEY_SHIFT: u32 = 24;
+const ITEM_EXPIRES_SHIFT: u32 = 32;
+const ITEM_EXT_BIT: u64 = 1 << 63;
 #[inline]
-pub const fn item_w0(key_len: u64, value_len: u64, ext: u64) -> u64 {
-    (value_len & 0xffff_ffff) | ((key_len & 0xff) << 32) | ((ext & 0xf) << 40)
+pub const fn item_hdr(key_len: u64, value_len: u64, expires_at: u32, ext: bool) -> u64 {
+    (value_len & VALUE_LEN_LIMIT as u64)
+        | ((key_len & 0xff) << ITEM_KEY_SHIFT)
+        | (((expires_at & EXPIRES_LIMIT) as u64) << ITEM_EXPIRES_SHIFT)
+        | if ext { ITEM_EXT_BIT } else { 0 }
 }
 #[inline]
-pub const fn item_w1(expires_at: u32, gen: u64) -> u64 {
-    expires_at as u64 | ((gen & SEG_GEN_MASK) << 32)
+pub const fn hdr_value_len(h: u64) -> u64 {
+    h & VALUE_LEN_LIMIT as u64
+}
+#[inline]
+pub const fn hdr_key_len(h: u64) -> u64 {
+    (h >> ITEM_KEY_SHIFT) & 0xff
+}
+#[inline]
+pub const fn hdr_expires_at(h: u64) -> u32 {
+    ((h >> ITEM_EXPIRES_SHIFT) as u32) & EXPIRES_LIMIT
+}
+/// The item has extension words: a meta word, then as many tag words as it counts.
+#[inline]
+pub const fn hdr_has_ext(h: u64) -> bool {
+    h & ITEM_EXT_BIT != 0
 }
 
 /// Where every region starts, derived from the counts alone (design.md §2).
@@ -598,6 +620,27 @@ mod tests {
         assert_eq!(w & REF_BIT, 0);
         let w = slot_word(0, 0, HEADER_SIZE / 8);
         assert_ne!(w, 0);
+    }
+
+    #[test]
+    fn item_header_round_trips_at_its_limits() {
+        for (k, v, e, x) in [
+            (1, 0, 0, false),
+            (255, u64::from(VALUE_LEN_LIMIT), EXPIRES_LIMIT, true),
+            (12, 100, 12_345, false),
+            (250, 1, 1, true),
+        ] {
+            let h = item_hdr(k, v, e, x);
+            assert_eq!(
+                (
+                    hdr_key_len(h),
+                    hdr_value_len(h),
+                    hdr_expires_at(h),
+                    hdr_has_ext(h)
+                ),
+                (k, v, e, x)
+            );
+        }
     }
 
     #[test]

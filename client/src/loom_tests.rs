@@ -64,7 +64,7 @@ fn loom_evict_and_recycle_vs_read() {
             e2.free_segment(w[1], s.seg, gen);
             let c = e2.mem.load(e2.geo.seg_ctl_off(s.seg), Relaxed);
             let re = e2.claim_free(w[1], s.seg, c).expect("just freed");
-            e2.write_item(e2.geo.seg_base(re.seg), b"j", V2, 0, re.gen);
+            e2.write_item(e2.geo.seg_base(re.seg), b"j", V2, 0);
         });
         if let Some(v) = get(&e, w[0], b"k") {
             assert_eq!(v, V1, "read another key's bytes");

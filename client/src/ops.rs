@@ -238,7 +238,7 @@ impl<M: Mem> Engine<M> {
             Error::ArenaFull
         })?;
         let at = self.geo.seg_base(s.seg) + s.wptr;
-        self.write_item_ext(at, key, value, expires_at, s.gen, ext);
+        self.write_item_ext(at, key, value, expires_at, ext);
         self.lane_commit(lane, size, expires_at);
         Ok(slot_word(hash_tag(hash), s.gen, at / 8))
     }
@@ -289,7 +289,7 @@ impl<M: Mem> Engine<M> {
             }
             // Tags and grace travel with the value; a torn read of them means the item
             // moved: start over.
-            if !self.read_ext(found.w, &mut ext) {
+            if !self.read_ext(found.slot, found.w, &mut ext) {
                 continue;
             }
             let mut expires_at = found.info.expires_at;

@@ -152,8 +152,10 @@ mod tests {
     use super::*;
     use crate::alloc::Lane;
     use crate::index::{Lookup, Mode, Outcome};
+    use crate::item::Read;
     use crate::layout::{
-        ctl_gen, ctl_state, seg_ctl, slot_loc, Counter, SegState, B_LOCK, PS_COUNTERS,
+        ctl_gen, ctl_state, item_hdr, seg_ctl, slot_loc, Counter, SegState, B_LOCK, PS_COUNTERS,
+        SLOT_GEN_BITS,
     };
     use crate::sync::Ordering::Relaxed;
 
@@ -195,9 +197,15 @@ mod tests {
     fn damaged_item_bytes_are_a_counted_miss_never_a_panic() {
         let (e, w, _) = engine(4, 16, 8, 1, 1000);
         let mut lane = Lane::default();
-        for (i, garbage) in [u64::MAX, 0, 1 << 44, 0xffff_ffff, (5 << 32) | 60000]
-            .into_iter()
-            .enumerate()
+        for (i, garbage) in [
+            u64::MAX,
+            0,
+            item_hdr(0, 5, 0, true),
+            item_hdr(5, 60_000, 0, false),
+            0xffff_ffff,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let key = format!("k{i}");
             e.write(w[0], &mut lane, key.as_bytes(), b"value", None, Mode::Set)
@@ -253,17 +261,54 @@ mod tests {
         );
         e.free_segment(w[0], seg.seg, ctl_gen(prev));
         assert!(counter(&e, w[0], Counter::Corrupt) >= 1);
+        // No slot outlives the segment's generation, not even those the walk could not
+        // reach: they were found by a scan of the index (design.md §4.6).
+        let mut into_seg = 0;
+        e.for_each_slot(|_, w| {
+            into_seg += u32::from(e.geo.seg_of(slot_loc(w) * 8) == Some(seg.seg))
+        });
+        assert_eq!(into_seg, 0, "slots left pointing into the freed segment");
         for i in 0..10 {
             assert!(e
                 .get(w[0], format!("k{i}").as_bytes(), &mut Vec::new())
                 .unwrap()
                 .is_none());
         }
-        assert_eq!(
-            e.stats().items,
-            0,
-            "slots behind the damage healed as stale"
+        assert_eq!(e.stats().items, 0);
+    }
+
+    #[test]
+    fn a_reader_stalled_across_2_14_recyclings_does_not_trust_the_bytes_it_finds() {
+        let (e, w, _) = engine(4, 16, 8, 1, 1000);
+        let mut lane = Lane::default();
+        e.write(w[0], &mut lane, b"k", b"old", None, Mode::Set)
+            .unwrap();
+        // A reader loads the slot word, then stalls.
+        let (slot, word) = slot_word_of(&e, w[0], b"k");
+        // Meanwhile the key is deleted and its segment recycled 2^14 times (the slot's
+        // generation bits wrap); a writer is now writing an item of the same key at the same
+        // offset, not yet published.
+        assert!(e.delete(w[0], b"k").unwrap());
+        let off = slot_loc(word) * 8;
+        let seg = e.geo.seg_of(off).unwrap();
+        let c = e.mem.load(e.geo.seg_ctl_off(seg), Relaxed);
+        e.mem.store(
+            e.geo.seg_ctl_off(seg),
+            seg_ctl(ctl_gen(c) + (1 << SLOT_GEN_BITS), SegState::Open, w[0].reg),
+            Relaxed,
         );
+        e.write_item_ext(off, b"k", b"new", 0, &[]);
+        // The reader resumes: generation bits and bytes both pass, the slot does not.
+        let mut out = Vec::new();
+        assert_eq!(e.read_item(slot, word, b"k", Some(&mut out)), Read::Torn);
+        assert!(out.is_empty());
+        // The same read with the slot still holding the word is a hit.
+        e.mem.store(slot, word, Relaxed);
+        assert!(matches!(
+            e.read_item(slot, word, b"k", Some(&mut out)),
+            Read::Match(_)
+        ));
+        assert_eq!(out, b"new");
     }
 
     #[test]

@@ -90,7 +90,7 @@ fn incr_decr() {
 #[test]
 fn ttl_touch_and_expiry_with_a_manual_clock() {
     let d = TempDir::new("api");
-    let now = Arc::new(AtomicU64::new(4_000_000_000));
+    let now = Arc::new(AtomicU64::new(3_000_000_000));
     let c = Cache::create(d.arena(), &small(4 << 20))
         .unwrap()
         .with_manual_clock(now.clone());
@@ -100,12 +100,12 @@ fn ttl_touch_and_expiry_with_a_manual_clock() {
     assert_eq!(c.ttl(b"t").unwrap(), Some(Some(Duration::from_secs(10))));
     assert_eq!(c.ttl(b"forever").unwrap(), Some(None));
     assert_eq!(c.ttl(b"missing").unwrap(), None);
-    set_now(4_000_000_009);
+    set_now(3_000_000_009);
     assert!(c.get(b"t").unwrap().is_some());
     assert!(c.touch(b"t", Some(Duration::from_secs(100))).unwrap());
-    set_now(4_000_000_050);
+    set_now(3_000_000_050);
     assert!(c.get(b"t").unwrap().is_some());
-    set_now(4_000_000_109);
+    set_now(3_000_000_109);
     assert_eq!(
         c.get(b"t").unwrap(),
         None,
@@ -128,12 +128,27 @@ fn ttl_touch_and_expiry_with_a_manual_clock() {
         c.set(b"z", b"v", Some(Duration::from_secs(u64::MAX / 4))),
         Err(Error::InvalidTtl { .. })
     ));
+    // The arena's time range ends 2^31 s after its creation (its epoch: the real clock
+    // when it was created, now ~38 years behind the manual one).
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let left = (1u64 << 31) - (3_000_000_109 - epoch);
+    let day = 86_400;
+    assert!(c
+        .set(b"far", b"v", Some(Duration::from_secs(left - day)))
+        .is_ok());
+    assert!(matches!(
+        c.set(b"far", b"v", Some(Duration::from_secs(left + day))),
+        Err(Error::InvalidTtl { .. })
+    ));
 }
 
 #[test]
 fn sweep_frees_segments_of_expired_items() {
     let d = TempDir::new("api");
-    let now = Arc::new(AtomicU64::new(4_000_000_000));
+    let now = Arc::new(AtomicU64::new(3_000_000_000));
     let c = Cache::create(d.arena(), &small(4 << 20))
         .unwrap()
         .with_manual_clock(now.clone());
@@ -148,7 +163,7 @@ fn sweep_frees_segments_of_expired_items() {
     }
     let before = c.stats();
     assert!(before.items >= 590, "{before:?}");
-    now.store(4_000_000_010, std::sync::atomic::Ordering::Relaxed);
+    now.store(3_000_000_010, std::sync::atomic::Ordering::Relaxed);
     let r = c.sweep_expired(u32::MAX).unwrap();
     assert!(r.freed >= 8, "{r:?}");
     let after = c.stats();
@@ -196,6 +211,8 @@ fn bad_configs_are_errors() {
             .max_value_len(100_000)
             .segment_size(64 << 10),
         Config::new(64 << 20).max_processes(0),
+        // Over the item header's 24-bit value length.
+        Config::new(256 << 20).max_value_len(16 << 20),
     ] {
         assert!(
             matches!(
@@ -239,12 +256,12 @@ fn bad_arena_files_are_refused_before_mapping() {
         .open(&p)
         .unwrap();
     let orig = std::fs::read(&p).unwrap();
-    f.write_all_at(&2u32.to_le_bytes(), 8).unwrap();
+    f.write_all_at(&1u32.to_le_bytes(), 8).unwrap();
     assert!(matches!(
         Cache::open(&p),
         Err(Error::LayoutVersion {
-            found: 2,
-            expected: 1,
+            found: 1,
+            expected: 2,
             ..
         })
     ));

@@ -104,12 +104,12 @@ fn ttl(t: Option<u8>) -> Option<Duration> {
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let d = TempDir::new("model");
-    let clock = Arc::new(AtomicU64::new(4_000_000_000));
+    let clock = Arc::new(AtomicU64::new(3_000_000_000));
     let c = Cache::create(d.arena(), &small(8 << 20))
         .unwrap()
         .with_manual_clock(clock.clone());
     let mut m = Model {
-        now: 4_000_000_000,
+        now: 3_000_000_000,
         ..Model::default()
     };
     for op in ops {

@@ -177,7 +177,7 @@ fn loader_errors_are_returned_and_not_cached() {
 #[test]
 fn stale_value_is_served_exactly_while_a_refresh_is_in_flight() {
     let d = TempDir::new("patterns");
-    let clock = Arc::new(AtomicU64::new(4_000_000_000));
+    let clock = Arc::new(AtomicU64::new(3_000_000_000));
     let c = Cache::create(d.arena(), &small(4 << 20))
         .unwrap()
         .with_manual_clock(clock.clone());
@@ -191,7 +191,7 @@ fn stale_value_is_served_exactly_while_a_refresh_is_in_flight() {
             .unwrap(),
         b"old"
     );
-    clock.store(4_000_000_020, Ordering::Relaxed); // expired, within grace
+    clock.store(3_000_000_020, Ordering::Relaxed); // expired, within grace
     assert_eq!(c.get(b"k").unwrap(), None, "expired: a plain get misses");
     let s = c.get_stale(b"k").unwrap().unwrap();
     assert_eq!((s.value.as_slice(), s.stale), (&b"old"[..], true));
@@ -221,14 +221,14 @@ fn stale_value_is_served_exactly_while_a_refresh_is_in_flight() {
     assert_eq!(refresher.join().unwrap(), b"new");
     let s = c.get_stale(b"k").unwrap().unwrap();
     assert_eq!((s.value.as_slice(), s.stale), (&b"new"[..], false));
-    clock.store(4_000_000_200, Ordering::Relaxed); // past expiry and grace
+    clock.store(3_000_000_200, Ordering::Relaxed); // past expiry and grace
     assert_eq!(c.get_stale(b"k").unwrap(), None);
 }
 
 #[test]
 fn early_refresh_happens_near_expiry_only_when_asked() {
     let d = TempDir::new("patterns");
-    let clock = Arc::new(AtomicU64::new(4_000_000_000));
+    let clock = Arc::new(AtomicU64::new(3_000_000_000));
     let c = Cache::create(d.arena(), &small(4 << 20))
         .unwrap()
         .with_manual_clock(clock.clone());
@@ -249,7 +249,7 @@ fn early_refresh_happens_near_expiry_only_when_asked() {
     assert_eq!(loads.load(Ordering::Relaxed), 1);
     // One second before expiry: without early refresh, never; with beta 200 and a 20 ms
     // load, each hit refreshes with probability ~0.8.
-    clock.store(4_000_000_099, Ordering::Relaxed);
+    clock.store(3_000_000_099, Ordering::Relaxed);
     for _ in 0..20 {
         c.get_or_load(b"k", &plain, load).unwrap();
     }
