@@ -43,7 +43,7 @@ struct Args {
     /// Longest key accepted, in bytes (1..=255)
     #[arg(long, env = "LARDER_MAX_KEY", default_value_t = 250)]
     max_key: u32,
-    /// Longest value accepted, with units
+    /// Longest value accepted, with units (at most 16MiB - 1)
     #[arg(long, env = "LARDER_MAX_VALUE", default_value = "1MiB", value_parser = units::parse_size)]
     max_value: u64,
     /// How often to sweep expired items, reclaim dead clients and write the metrics file
