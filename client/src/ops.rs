@@ -101,7 +101,9 @@ impl<M: Mem> Engine<M> {
         for (c, chunk) in keys.chunks(BATCH).enumerate() {
             for (h, k) in hashes.iter_mut().zip(chunk) {
                 *h = self.hash(k);
-                self.mem.prefetch(self.neighbourhood(*h)[0]);
+                for b in self.neighbourhood(*h) {
+                    self.mem.prefetch(b);
+                }
             }
             for &h in &hashes[..chunk.len()] {
                 self.prefetch_item(h);
@@ -118,19 +120,20 @@ impl<M: Mem> Engine<M> {
         Ok(())
     }
 
-    /// Prefetches the item behind the first slot of `hash`'s home bucket whose tag matches.
+    /// Prefetches the item behind the first slot of `hash`'s neighbourhood whose tag matches.
     /// Only a hint: nothing is validated, and a wrong guess costs one wasted line.
     fn prefetch_item(&self, hash: u64) {
         let tag = hash_tag(hash);
-        let bucket = self.neighbourhood(hash)[0];
-        for i in 0..SLOTS_PER_BUCKET as u64 {
-            // Relaxed: a hint; the real lookup re-reads the slot with Acquire.
-            let w = self.mem.load(bucket + B_SLOTS + i * 8, Relaxed);
-            if w != 0 && slot_tag(w) == tag {
-                let off = slot_loc(w) * 8;
-                self.mem.prefetch(off);
-                self.mem.prefetch(off + 64);
-                return;
+        for bucket in self.neighbourhood(hash) {
+            for i in 0..SLOTS_PER_BUCKET as u64 {
+                // Relaxed: a hint; the real lookup re-reads the slot with Acquire.
+                let w = self.mem.load(bucket + B_SLOTS + i * 8, Relaxed);
+                if w != 0 && slot_tag(w) == tag {
+                    let off = slot_loc(w) * 8;
+                    self.mem.prefetch(off);
+                    self.mem.prefetch(off + 64);
+                    return;
+                }
             }
         }
     }
