@@ -37,7 +37,8 @@ struct Args {
     #[arg(long, env = "LARDER_ARENA")]
     arena: Option<PathBuf>,
     /// Arena size, with units (64MiB, 1GiB, 512M, 1048576). An existing arena of another
-    /// size (or key/value limits) is replaced by a new one and its live items carried over
+    /// size (or key/value limits, or index sizing) is replaced by a new one and its live
+    /// items carried over
     #[arg(long, env = "LARDER_SIZE", default_value = "64MiB", value_parser = units::parse_size)]
     size: u64,
     /// Longest key accepted, in bytes (1..=255)
@@ -46,6 +47,12 @@ struct Args {
     /// Longest value accepted, with units (at most 16MiB - 1)
     #[arg(long, env = "LARDER_MAX_VALUE", default_value = "1MiB", value_parser = units::parse_size)]
     max_value: u64,
+    /// Typical item size (8-byte header + key + value), with units: sizes the index. Items
+    /// much larger than this leave index slots unused (memory the log could have had); much
+    /// smaller ones fill the index first, which then drops items. `cachectl info` shows
+    /// what the items average
+    #[arg(long, env = "LARDER_AVG_ITEM_SIZE", default_value = "128", value_parser = units::parse_size)]
+    avg_item_size: u64,
     /// How often to sweep expired items, reclaim dead clients and write the metrics file
     /// (30s, 500ms, 1m)
     #[arg(long, env = "LARDER_SWEEP_INTERVAL", default_value = "1s", value_parser = units::parse_duration)]
@@ -160,9 +167,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::new(args.size)
         .max_key_len(args.max_key)
         .max_value_len(max_value)
+        .avg_item_size(args.avg_item_size)
         .mode(args.mode)
         .huge_pages(args.huge_pages);
-    let (cache, origin) = attach_or_create(&path, &config, (args.max_key, max_value))?;
+    let (cache, origin) = attach_or_create(&path, &config)?;
     set_owner(&path, args.mode, gid)?;
     cache.mark_daemon_attached(std::process::id());
     let reaped = cache.reclaim_dead_clients()?;
@@ -265,19 +273,11 @@ enum Origin {
 /// Opens a valid arena (warm restart) or creates a new one. An existing file that is not a
 /// usable arena is moved aside, never deleted; a valid arena of another size or limits is
 /// replaced by a new one that gets its live items.
-fn attach_or_create(
-    path: &Path,
-    config: &Config,
-    (want_key, want_value): (u32, u32),
-) -> anyhow::Result<(Cache, Origin)> {
+fn attach_or_create(path: &Path, config: &Config) -> anyhow::Result<(Cache, Origin)> {
     match Cache::open(path) {
         Ok(old) => {
             let info = old.info();
-            let (max_key, max_value) = old.limits();
-            if info.arena_size == config.capacity()
-                && max_key == want_key
-                && max_value == want_value
-            {
+            if config.fits(&info)? {
                 tracing::info!(clean = info.clean, "re-attached to existing arena");
                 return Ok((old, Origin::Attached));
             }
@@ -324,11 +324,13 @@ fn replace(path: &Path, config: &Config, old: Cache) -> anyhow::Result<Cache> {
         old_size = info.arena_size,
         old_max_key = max_key,
         old_max_value = max_value,
+        old_buckets = info.buckets,
         new_size = config.capacity(),
+        new_buckets = new.info().buckets,
         carried,
         refused,
         ms = t0.elapsed().as_millis() as u64,
-        "the existing arena has another size or limits: replaced it, carried its live items over, marked it retired and left it aside (remove it once no client maps it)"
+        "the existing arena has another size, limits or index sizing: replaced it, carried its live items over, marked it retired and left it aside (remove it once no client maps it)"
     );
     Ok(new)
 }

@@ -471,7 +471,7 @@ fn stats_text_json_prometheus() {
 
 #[test]
 fn info_and_snapshot_without_daemon() {
-    let (_d, p, _c) = arena("info");
+    let (_d, p, c) = arena("info");
     let r = go(&p, &["info"]);
     assert_eq!(r.code, 0);
     let t = r.stdout();
@@ -492,6 +492,23 @@ fn info_and_snapshot_without_daemon() {
     assert_eq!(j["max_value"], 64 << 10);
     assert_eq!(j["daemon"]["pid"], Value::Null);
     assert_eq!(j["snapshot"]["last_time"], Value::Null);
+    let planned = j["planned_item_size"].as_u64().unwrap();
+    assert!((64..=200).contains(&planned), "{planned}");
+    assert_eq!(j["avg_item_size"], Value::Null, "no items yet");
+    // Items of 4 KiB in an index planned for ~128 bytes: info says so, and what to do.
+    for i in 0..1200 {
+        c.set(format!("k{i}").as_bytes(), &[7u8; 4000], None)
+            .unwrap();
+    }
+    let t = go(&p, &["info"]).stdout();
+    for s in [
+        "sized for items of ~",
+        "items average    ~40",
+        "larger than planned",
+        "--avg-item-size 40",
+    ] {
+        assert!(t.contains(s), "{s:?} not in\n{t}");
+    }
 
     let r = go(&p, &["snapshot", "--timeout", "2s"]);
     assert_error(&r, &["no daemon is attached to", "larderd"]);

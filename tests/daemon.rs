@@ -359,6 +359,41 @@ fn an_arena_of_another_size_is_replaced_and_its_items_carried_over() {
     assert!(log.contains("carried=301"), "{log}");
 }
 
+#[test]
+fn another_avg_item_size_re_plans_the_index_and_the_same_one_re_attaches() {
+    let dir = tempdir("replan");
+    let arena = dir.0.join("arena");
+    // Large enough that the index is mostly planned, not the leftover after whole segments.
+    let size = ("LARDER_SIZE", "64MiB");
+    let mut d = start_with(&dir.0, &arena, &[size]);
+    let c = larder::Cache::open(&arena).unwrap();
+    let default = c.info();
+    c.set(b"k", b"v", None).unwrap();
+    drop(c);
+    assert!(d.stop().success());
+    drop(d);
+
+    let big = [size, ("LARDER_AVG_ITEM_SIZE", "2KiB")];
+    let mut d = start_with(&dir.0, &arena, &big);
+    let c = larder::Cache::open(&arena).unwrap();
+    let info = c.info();
+    assert!(
+        info.buckets * 3 < default.buckets && info.segments > default.segments,
+        "{info:?} vs {default:?}"
+    );
+    assert!(info.planned_item_size > 3 * default.planned_item_size);
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    drop(c);
+    assert!(d.log().contains("index sizing"), "{}", d.log());
+    assert!(d.stop().success());
+    drop(d);
+
+    let mut d = start_with(&dir.0, &arena, &big);
+    assert!(d.log().contains("re-attached"), "{}", d.log());
+    assert_eq!(files_starting(&dir.0, "arena.replaced-").len(), 1);
+    assert!(d.stop().success());
+}
+
 /// `name{labels} value` with a valid metric name and a number.
 fn parse_sample(line: &str) -> Option<(String, f64)> {
     let (series, value) = line.rsplit_once(' ')?;

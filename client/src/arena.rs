@@ -140,6 +140,20 @@ impl Config {
             ))
         })
     }
+
+    /// `true` if an arena created from this configuration would have exactly the layout
+    /// `info` describes (size, segments, index buckets, process slots, key and value
+    /// limits): a daemon re-attaches to such an arena and replaces any other.
+    pub fn fits(&self, info: &crate::ArenaInfo) -> Result<bool, Error> {
+        let g = self.plan()?;
+        Ok(g.arena_size == info.arena_size
+            && g.seg_size() == info.segment_size
+            && g.nsegs == info.segments
+            && g.nbuckets == info.buckets
+            && g.nprocs == info.max_processes
+            && self.max_key == info.max_key
+            && self.max_value == info.max_value)
+    }
 }
 
 /// The arena path every program uses when none is given: `$LARDER_ARENA`, else

@@ -14,7 +14,7 @@ use crate::expiry::SweepReport;
 use crate::index::{Mode, Outcome};
 use crate::layout::{
     Geometry, Params, H_CLEAN, H_DAEMON_PID, H_DAEMON_STARTED, H_GENERATION, H_RETIRED, H_SNAP_ACK,
-    H_SNAP_BYTES, H_SNAP_REQ, H_SNAP_TIME,
+    H_SNAP_BYTES, H_SNAP_REQ, H_SNAP_TIME, SLOTS_PER_BUCKET,
 };
 use crate::mapping::{HugePages, Mapping};
 use crate::mem::{MapMem, Mem};
@@ -532,6 +532,9 @@ impl Cache {
             segment_size: g.seg_size(),
             segments: g.nsegs,
             buckets: g.nbuckets,
+            index_slots: g.nbuckets * SLOTS_PER_BUCKET as u64,
+            planned_item_size: (u64::from(g.nsegs) << g.seg_shift) * 4
+                / (g.nbuckets * SLOTS_PER_BUCKET as u64 * 3).max(1),
             max_processes: g.nprocs,
             max_key: self.inner.params.max_key,
             max_value: self.inner.params.max_value,
@@ -593,6 +596,12 @@ pub struct ArenaInfo {
     pub segment_size: u64,
     pub segments: u32,
     pub buckets: u64,
+    /// Index slots (7 per bucket).
+    pub index_slots: u64,
+    /// The item size (header + key + value) at which the item log and the index (at 0.75
+    /// load) fill together. Items much larger leave index memory unused; much smaller ones
+    /// fill the index first, and it then drops items.
+    pub planned_item_size: u64,
     pub max_processes: u32,
     pub max_key: u32,
     pub max_value: u32,

@@ -267,6 +267,9 @@ fn is_zombie(pid: u32) -> bool {
 /// `cachectl info`.
 pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
     let i = cache.info();
+    let stats = cache.stats();
+    // Log bytes in use per item: dead space not yet evicted counts too, so an upper bound.
+    let avg_item = (stats.items > 0).then(|| stats.bytes_used / stats.items);
     let (req, done, snap_time, snap_bytes) = cache.snapshot_status();
     let huge = cache.huge_page_bytes();
     let d = daemon(&i);
@@ -289,6 +292,9 @@ pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
             "segment_size": i.segment_size,
             "segments": i.segments,
             "buckets": i.buckets,
+            "index_slots": i.index_slots,
+            "planned_item_size": i.planned_item_size,
+            "avg_item_size": avg_item,
             "huge_page_bytes": huge,
             "max_processes": i.max_processes,
             "max_key": i.max_key,
@@ -325,7 +331,17 @@ pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
         i.segments,
         fmt::size(i.segment_size)
     )?;
-    writeln!(out, "index buckets    {}", i.buckets)?;
+    writeln!(
+        out,
+        "index            {} buckets, {} slots: sized for items of ~{} bytes",
+        i.buckets, i.index_slots, i.planned_item_size
+    )?;
+    if let Some(avg) = avg_item {
+        writeln!(out, "items average    ~{avg} bytes (log in use / items)")?;
+        if let Some(hint) = sizing_hint(avg, i.planned_item_size, stats.items) {
+            writeln!(out, "                 {hint}")?;
+        }
+    }
     match huge {
         Some(h) => writeln!(
             out,
@@ -372,6 +388,22 @@ pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
     }
     writeln!(out, "snapshot reqs    {req} requested, {done} completed")?;
     Ok(Status::Done)
+}
+
+/// Advice when the items are far from the size the index was planned for (and there are
+/// enough of them to tell).
+fn sizing_hint(avg: u64, planned: u64, items: u64) -> Option<String> {
+    if items < 1000 || (avg < planned * 2 && avg * 2 > planned) {
+        return None;
+    }
+    let why = if avg > planned {
+        "larger than planned: part of the index stays empty, memory the log could use"
+    } else {
+        "smaller than planned: the index fills before the log and drops items"
+    };
+    Some(format!(
+        "{why}; restart larderd with --avg-item-size {avg} to re-plan (items are carried over)"
+    ))
 }
 
 /// `cachectl snapshot`.
