@@ -533,8 +533,8 @@ impl Cache {
             segments: g.nsegs,
             buckets: g.nbuckets,
             index_slots: g.nbuckets * SLOTS_PER_BUCKET as u64,
-            planned_item_size: (u64::from(g.nsegs) << g.seg_shift) * 4
-                / (g.nbuckets * SLOTS_PER_BUCKET as u64 * 3).max(1),
+            planned_item_size: (u64::from(g.nsegs) << g.seg_shift) * 10
+                / (g.nbuckets * SLOTS_PER_BUCKET as u64 * 7).max(1),
             max_processes: g.nprocs,
             max_key: self.inner.params.max_key,
             max_value: self.inner.params.max_value,
@@ -596,9 +596,9 @@ pub struct ArenaInfo {
     pub segment_size: u64,
     pub segments: u32,
     pub buckets: u64,
-    /// Index slots (7 per bucket).
+    /// Index slots (8 per bucket).
     pub index_slots: u64,
-    /// The item size (header + key + value) at which the item log and the index (at 0.75
+    /// The item size (header + key + value) at which the item log and the index (at 0.7
     /// load) fill together. Items much larger leave index memory unused; much smaller ones
     /// fill the index first, and it then drops items.
     pub planned_item_size: u64,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::alloc::Lane;
 use crate::engine::{Engine, Who};
 use crate::index::Mode;
-use crate::layout::{ctl_state, Counter, Geometry, Params, SegState, B_LOCK, PS_COUNTERS};
+use crate::layout::{ctl_state, Counter, Geometry, Params, SegState, PS_COUNTERS};
 use crate::mem::{Mem, VecMem};
 use crate::testkit::{survives, tiny, KillMem, Shared, TestLiveness};
 
@@ -120,7 +120,8 @@ impl World {
             i += 1;
         }
         for b in 0..self.g.nbuckets {
-            assert_eq!(e.mem.load(self.g.bucket_off(b) + B_LOCK, Relaxed), 0);
+            let lock = self.g.lock_off(self.g.bucket_off(b));
+            assert_eq!(e.mem.load(lock, Relaxed), 0);
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::engine::{Engine, Who};
 use crate::item::{ItemInfo, Read};
 use crate::layout::{
     ctl_gen, ctl_state, hash_tag, slot_gen, slot_loc, slot_tag, Counter, SegState, BUCKET_SIZE,
-    B_LOCK, B_SLOTS, LOC_BITS, REF_BIT, SLOTS_PER_BUCKET, SLOT_GEN_MASK,
+    B_SLOTS, LOC_BITS, REF_BIT, SLOTS_PER_BUCKET, SLOT_GEN_MASK,
 };
 use crate::mem::Mem;
 use crate::sync::{backoff, Ordering::*};
@@ -282,7 +282,7 @@ impl<M: Mem> Engine<M> {
 
     /// Takes a bucket's insert lock, stealing it from a dead holder (design.md §5.2).
     pub(crate) fn lock_bucket(&self, who: Who, bucket: u64) {
-        let off = bucket + B_LOCK;
+        let off = self.geo.lock_off(bucket);
         let me = (u64::from(who.slot) << 32) | u64::from(who.reg);
         let mut round = 0u32;
         loop {
@@ -309,7 +309,7 @@ impl<M: Mem> Engine<M> {
 
     pub(crate) fn unlock_bucket(&self, bucket: u64) {
         // Release: pairs with the Acquire of the next lock_bucket.
-        self.mem.store(bucket + B_LOCK, 0, Release);
+        self.mem.store(self.geo.lock_off(bucket), 0, Release);
     }
 
     /// Finds the slot that points at the item at `loc` in segment generation `gen14`, for

@@ -154,7 +154,7 @@ mod tests {
     use crate::index::{Lookup, Mode, Outcome};
     use crate::item::Read;
     use crate::layout::{
-        ctl_gen, ctl_state, item_hdr, seg_ctl, slot_loc, Counter, SegState, B_LOCK, PS_COUNTERS,
+        ctl_gen, ctl_state, item_hdr, seg_ctl, slot_loc, Counter, SegState, PS_COUNTERS,
         SLOT_GEN_BITS,
     };
     use crate::sync::Ordering::Relaxed;
@@ -317,7 +317,7 @@ mod tests {
         let hash = e.hash(b"k");
         let [home, _] = e.neighbourhood(hash);
         let held_by_1 = (u64::from(w[1].slot) << 32) | u64::from(w[1].reg);
-        e.mem.store(home + B_LOCK, held_by_1, Relaxed);
+        e.mem.store(e.geo.lock_off(home), held_by_1, Relaxed);
         dead.store(1 << w[1].slot, Relaxed);
         let mut lane = Lane::default();
         assert_eq!(
@@ -325,10 +325,10 @@ mod tests {
                 .unwrap(),
             Outcome::Stored
         );
-        assert_eq!(e.mem.load(home + B_LOCK, Relaxed), 0);
+        assert_eq!(e.mem.load(e.geo.lock_off(home), Relaxed), 0);
         // A live holder: the writer must wait (checked without blocking the test).
         dead.store(0, Relaxed);
-        e.mem.store(home + B_LOCK, held_by_1, Relaxed);
+        e.mem.store(e.geo.lock_off(home), held_by_1, Relaxed);
         assert!(!e.is_dead(w[1].slot, w[1].reg));
         // A lock word naming a registration the slot no longer has is dead even if the slot
         // is held by someone alive.
