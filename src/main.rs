@@ -284,9 +284,18 @@ fn attach_or_create(path: &Path, config: &Config) -> anyhow::Result<(Cache, Orig
             return replace(path, config, old).map(|c| (c, Origin::Replaced));
         }
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-        Err(
-            e @ (Error::NotAnArena { .. } | Error::BadArena { .. } | Error::LayoutVersion { .. }),
-        ) => {
+        Err(Error::LayoutVersion {
+            found, expected, ..
+        }) => {
+            let aside = move_aside(path, &format!("layout{found}"))?;
+            tracing::warn!(
+                found,
+                expected,
+                old = %aside.display(),
+                "the arena was made by another larder version (another layout): moved aside; starting from the snapshot (snapshots do not depend on the layout) or empty; processes still using the old library keep the old file until they restart"
+            );
+        }
+        Err(e @ (Error::NotAnArena { .. } | Error::BadArena { .. })) => {
             let aside = move_aside(path, "bad")?;
             tracing::warn!(error = %e, old = %aside.display(), "unusable arena moved aside; starting from the snapshot or empty");
         }

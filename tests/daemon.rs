@@ -137,6 +137,43 @@ fn a_file_that_is_not_an_arena_is_moved_aside_not_deleted() {
 }
 
 #[test]
+fn an_arena_of_another_layout_version_is_moved_aside_and_the_snapshot_restores_it() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempdir("layout");
+    let arena = dir.0.join("arena");
+    let snap = dir.0.join("snapshot");
+    let env = [
+        ("LARDER_SNAPSHOT", snap.to_str().unwrap()),
+        ("LARDER_SNAPSHOT_INTERVAL", "0"),
+    ];
+    let mut d = start_with(&dir.0, &arena, &env);
+    larder::Cache::open(&arena)
+        .unwrap()
+        .set(b"k", b"survives the upgrade", None)
+        .unwrap();
+    assert!(d.stop().success(), "{}", d.log());
+    drop(d);
+    // What an older larder would have left: the same file, layout version 1.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&arena)
+        .unwrap();
+    f.write_all_at(&1u32.to_le_bytes(), 8).unwrap();
+    drop(f);
+
+    let mut d = start_with(&dir.0, &arena, &env);
+    let log = d.log();
+    assert!(log.contains("another larder version"), "{log}");
+    assert_eq!(files_starting(&dir.0, "arena.layout1-").len(), 1);
+    let c = larder::Cache::open(&arena).unwrap();
+    assert_eq!(
+        c.get(b"k").unwrap().as_deref(),
+        Some(&b"survives the upgrade"[..])
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
 fn bad_arguments_are_clear_errors() {
     for args in [
         &["--size", "lots"][..],

@@ -180,8 +180,9 @@ impl<M: Mem> Engine<M> {
     }
 
     /// Reads the item slot word `w` (loaded from `slot`) points at under the seqlock: `f`
-    /// gets the item's offset, header and segment generation and may load its bytes; its result is returned only
-    /// if the segment's generation and the slot held still (so nothing `f` saw was torn).
+    /// gets the item's offset, header and segment generation and may load its bytes; its
+    /// result is returned only if the generation and the slot held still (so nothing `f`
+    /// saw was torn).
     pub(crate) fn read_validated<T>(
         &self,
         slot: u64,
