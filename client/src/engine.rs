@@ -69,6 +69,14 @@ pub(crate) struct Engine<M: Mem> {
     pub(crate) clock: Clock,
 }
 
+/// FREE segments kept for copy-forward destinations (design.md §4.4): a thirty-second of the
+/// log, at least 2, at most 4 per CPU. Each evictor walking at once holds one, and how many
+/// walk at once is bounded by the CPUs, not by the arena's size: uncapped, a 16 GiB arena of
+/// 2 MiB segments would keep 512 MiB idle.
+pub(crate) fn copy_forward_reserve(nsegs: u32, cpus: u32) -> u32 {
+    (nsegs / 32).clamp(2, cpus.saturating_mul(4).max(2))
+}
+
 impl<M: Mem> Engine<M> {
     pub(crate) fn new(mem: M, p: &Params, geo: Geometry, live: Box<dyn Liveness>) -> Self {
         Engine {
@@ -78,7 +86,10 @@ impl<M: Mem> Engine<M> {
             max_key: p.max_key,
             max_value: p.max_value,
             epoch: p.epoch,
-            reserve: (geo.nsegs / 32).max(2),
+            reserve: copy_forward_reserve(
+                geo.nsegs,
+                std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+            ),
             live,
             clock: Clock::System,
         }

@@ -174,6 +174,16 @@ mod tests {
     }
 
     #[test]
+    fn the_copy_forward_reserve_follows_the_log_up_to_four_segments_per_cpu() {
+        use crate::engine::copy_forward_reserve as r;
+        assert_eq!(r(4, 2), 2, "never under two");
+        assert_eq!(r(117, 2), 3, "a 256 MiB arena of 2 MiB segments");
+        assert_eq!(r(8192, 2), 8, "a 16 GiB arena on 2 CPUs");
+        assert_eq!(r(8192, 64), 256);
+        assert_eq!(r(8192, 0), 2);
+    }
+
+    #[test]
     fn a_slot_into_a_recycled_segment_reads_as_a_miss_and_is_cleared() {
         let (e, w, _) = engine(4, 16, 8, 1, 1000);
         let mut lane = Lane::default();
