@@ -88,6 +88,12 @@ struct Args {
     /// pages each is also a TLB miss. Commits the arena's memory up front
     #[arg(long, env = "LARDER_HUGE_PAGES", default_value_t = true, action = clap::ArgAction::Set)]
     huge_pages: bool,
+    /// Room to keep ahead of writers, with units: a thread of the daemon evicts whenever
+    /// less than this can be written without evicting, so writers rarely evict inline. The
+    /// cache holds that much less data (0 = off; default: two segments, at most 1/32 of the
+    /// arena's item log; at most 1/8 of it in any case)
+    #[arg(long, env = "LARDER_EVICT_AHEAD", value_parser = units::parse_size)]
+    evict_ahead: Option<u64>,
 }
 
 /// How often STATUS= is sent to systemd.
@@ -212,6 +218,29 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.huge_pages {
         collapse_in_background(&cache);
     }
+    let log = u64::from(info.segments) * info.segment_size;
+    let ahead = match args.evict_ahead {
+        None => (2 * info.segment_size).min(log / 32),
+        Some(n) if n > log / 8 => {
+            tracing::warn!(
+                asked = n,
+                used = log / 8,
+                "--evict-ahead is capped at 1/8 of the item log"
+            );
+            log / 8
+        }
+        Some(n) => n,
+    };
+    let evictor = match ahead {
+        0 => None,
+        target => match cache.spawn_evictor(target) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the evict-ahead thread; writers evict inline");
+                None
+            }
+        },
+    };
 
     let mut d = Daemon {
         metrics: DaemonMetrics {
@@ -232,6 +261,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let sig = d.serve()?;
     tracing::info!(signal = sig, "stopping");
+    if let Some(e) = evictor {
+        e.stop();
+    }
     d.stop();
     d.cache.mark_daemon_detached();
     tracing::info!(arena = %path.display(), "arena left in place for a warm restart");

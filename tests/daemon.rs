@@ -174,6 +174,37 @@ fn an_arena_of_another_layout_version_is_moved_aside_and_the_snapshot_restores_i
 }
 
 #[test]
+fn the_daemon_evicts_ahead_of_writers_and_can_be_told_not_to() {
+    let writes_evicted_by_daemon = |env: &[(&str, &str)], tag: &str| {
+        let dir = tempdir(tag);
+        let arena = dir.0.join("arena");
+        let mut d = start_with(&dir.0, &arena, env);
+        let c = larder::Cache::open(&arena).unwrap();
+        // Four times what the 8 MiB arena holds, in unique keys never read again.
+        for i in 0..32_000u32 {
+            c.set(format!("k{i}").as_bytes(), &[3u8; 1000], None)
+                .unwrap();
+        }
+        let pid = d.child.id();
+        let by_daemon = c
+            .stats()
+            .processes
+            .iter()
+            .filter(|p| p.pid == pid)
+            .map(|p| p.counters.evictions)
+            .sum::<u64>();
+        drop(c);
+        assert!(d.stop().success(), "{}", d.log());
+        by_daemon
+    };
+    assert!(writes_evicted_by_daemon(&[], "ahead") > 0);
+    assert_eq!(
+        writes_evicted_by_daemon(&[("LARDER_EVICT_AHEAD", "0")], "no-ahead"),
+        0
+    );
+}
+
+#[test]
 fn bad_arguments_are_clear_errors() {
     for args in [
         &["--size", "lots"][..],

@@ -61,6 +61,8 @@ pub struct Opts {
     pub data_budget: u64,
     pub out: PathBuf,
     pub plot: Option<PathBuf>,
+    /// Bytes of room larderd's evict-ahead thread keeps (run in this process); 0 = off.
+    pub evict_ahead: u64,
     /// The command line, for the report.
     pub command: String,
 }
@@ -406,6 +408,8 @@ fn run_one(
 /// The servers and arena for one value size.
 struct Systems {
     _servers: Vec<Server>,
+    /// Declared before the arena: stopped (joined) before the handle it uses is dropped.
+    _evictor: Option<larder::Evictor>,
     _arena: Option<larder::Cache>,
     targets: Vec<Target>,
 }
@@ -415,11 +419,15 @@ fn start_systems(opts: &Opts, dir: &Path, shm: &Path, value: usize) -> io::Resul
     let mut servers = Vec::new();
     let mut targets = Vec::new();
     let mut arena = None;
+    let mut evictor = None;
     if want("larder") {
         let path = shm.join(format!("arena-{value}"));
         let _ = std::fs::remove_file(&path);
         let cache = larder::Cache::create(&path, &larder::Config::new(u64::from(MEM_MB) << 20))
             .map_err(|e| io::Error::other(format!("creating {}: {e}", path.display())))?;
+        if opts.evict_ahead > 0 {
+            evictor = Some(cache.spawn_evictor(opts.evict_ahead)?);
+        }
         arena = Some(cache);
         targets.push(Target::Larder(path));
     }
@@ -454,6 +462,7 @@ fn start_systems(opts: &Opts, dir: &Path, shm: &Path, value: usize) -> io::Resul
     targets.sort_by_key(|t| ALL_SYSTEMS.iter().position(|s| *s == t.system()));
     Ok(Systems {
         _servers: servers,
+        _evictor: evictor,
         _arena: arena,
         targets,
     })

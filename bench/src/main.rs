@@ -93,6 +93,24 @@ struct CompareArgs {
     /// Where to write the PNG (default: <out>/compare.png).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Run larderd's evict-ahead thread in the benchmark's parent process while larder is
+    /// measured, keeping this much room ahead of the writers (e.g. 4MiB; 0 = off, as
+    /// without a daemon).
+    #[arg(long, default_value = "0", value_parser = parse_bytes)]
+    evict_ahead: u64,
+}
+
+/// `4MiB`, `512KiB`, `1048576`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mul) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+        .iter()
+        .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m)))
+        .unwrap_or((s, 1));
+    num.trim()
+        .parse::<u64>()
+        .map(|n| n * mul)
+        .map_err(|e| format!("{s:?}: {e} (a byte count, with KiB, MiB or GiB)"))
 }
 
 #[derive(Args, Clone)]
@@ -209,6 +227,7 @@ fn compare_opts(a: &CompareArgs) -> Result<compare::Opts, String> {
         data_budget: a.data_budget_mib << 20,
         out: a.out.clone(),
         plot: Some(a.plot.clone().unwrap_or_else(|| a.out.join("compare.png"))),
+        evict_ahead: a.evict_ahead,
         command: command_line(),
     };
     if a.quick {

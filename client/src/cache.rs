@@ -460,6 +460,17 @@ impl Cache {
         Ok(self.inner.eng.sweep_expired(who, max_segments))
     }
 
+    /// Evicts ahead of demand (the daemon calls this often): while writers have less than
+    /// `target_bytes` of room they can take without evicting (FREE segments beyond the
+    /// copy-forward reserve, the unwritten part of PARKED ones), evicts one segment the way a
+    /// writer would, at most `max_evictions` times. Returns how many it did. Writers then
+    /// rarely evict inline; they still do when this falls behind.
+    #[doc(hidden)]
+    pub fn evict_ahead(&self, target_bytes: u64, max_evictions: u32) -> Result<u32, Error> {
+        let who = self.inner.who()?;
+        Ok(self.inner.eng.evict_ahead(who, target_bytes, max_evictions))
+    }
+
     /// Reaps every process slot whose process is dead: parks its segments, frees the slot.
     /// Returns the number of slots reaped. Safe to run from several processes at once.
     pub fn reclaim_dead_clients(&self) -> Result<u32, Error> {

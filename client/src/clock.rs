@@ -62,6 +62,13 @@ impl<M: Mem> Engine<M> {
     /// Evicts the segment under the clock hand. Returns the segment the caller should
     /// append to next: the copy-forward destination, or the freed victim itself.
     pub(crate) fn evict_one(&self, who: Who) -> Option<OpenSeg> {
+        self.evict(who, false)
+    }
+
+    /// As `evict_one`; `ahead` (eviction ahead of demand, which nobody waits for) evicts
+    /// only with a copy-forward destination free at once: it never waits for one, and never
+    /// falls back to sparing or dropping in place (which drops unreferenced live items).
+    fn evict(&self, who: Who, ahead: bool) -> Option<OpenSeg> {
         let n = self.geo.nsegs;
         let mut dest = None;
         // Without a copy-forward destination, referenced items get a second chance in place
@@ -91,7 +98,15 @@ impl<M: Mem> Engine<M> {
                 return dest;
             };
             if dest.is_none() {
-                dest = self.claim_destination(who);
+                dest = if ahead {
+                    self.claim_any_free(who)
+                } else {
+                    self.claim_destination(who)
+                };
+            }
+            if ahead && dest.is_none() {
+                self.return_segment(who, seg, prev);
+                return None;
             }
             let (mut seg, mut prev) = (seg, prev);
             let (live, sampled) = self.sample_live(seg, ctl_gen(prev));
@@ -125,6 +140,51 @@ impl<M: Mem> Engine<M> {
             });
         }
         dest
+    }
+
+    /// Bytes writers can take without evicting: the FREE segments beyond the copy-forward
+    /// reserve, and the unwritten rest of PARKED ones (design.md §4.4, eviction ahead).
+    pub(crate) fn spare_room(&self) -> u64 {
+        let (mut free, mut parked_room) = (0u64, 0u64);
+        for seg in 0..self.geo.nsegs {
+            // Relaxed: a survey; nothing is taken on the strength of it.
+            let c = self.mem.load(self.geo.seg_ctl_off(seg), Relaxed);
+            match ctl_state(c) {
+                Some(SegState::Free) => free += 1,
+                Some(SegState::Parked) => {
+                    // Relaxed: as above.
+                    let wptr = self.mem.load(self.geo.seg_wptr_off(seg), Relaxed);
+                    parked_room += self.geo.seg_size().saturating_sub(wptr);
+                }
+                _ => {}
+            }
+        }
+        free.saturating_sub(u64::from(self.reserve)) * self.geo.seg_size() + parked_room
+    }
+
+    /// Evicts ahead of demand (the daemon's job): while writers have less than `target`
+    /// bytes of spare room, evicts the way a writer would and parks what it gets (a
+    /// copy-forward destination holding the victim's survivors, or the freed victim), so
+    /// that writers adopt it instead of evicting inline. At most `max` evictions; returns
+    /// how many it did.
+    pub(crate) fn evict_ahead(&self, who: Who, target: u64, max: u32) -> u32 {
+        let (mut done, mut room) = (0, self.spare_room());
+        // Only with something in the log to evict: without a victim, evict_one would hand
+        // over a FREE segment of the reserve, which writers need for copy-forward.
+        while done < max && room < target && self.oldest_in_log().is_some() {
+            let Some(s) = self.evict(who, true) else {
+                break;
+            };
+            self.park(who, s);
+            done += 1;
+            let now = self.spare_room();
+            if now <= room {
+                // Nothing gained (the victim's survivors filled the destination).
+                break;
+            }
+            room = now;
+        }
+        done
     }
 
     /// A FREE segment for copy-forward. If the reserve is empty (concurrent evictors took

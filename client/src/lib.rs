@@ -36,6 +36,8 @@ mod clock;
 mod crash_tests;
 mod engine;
 mod error;
+#[cfg(not(larder_loom))]
+mod evictor;
 mod expiry;
 mod index;
 mod item;
@@ -60,6 +62,9 @@ pub use arena::{default_arena_path, Config};
 #[cfg(not(larder_loom))]
 pub use cache::{ArenaInfo, Cache, CasOutcome, CasToken, Entry, Keys};
 pub use error::Error;
+#[cfg(not(larder_loom))]
+#[doc(hidden)]
+pub use evictor::Evictor;
 pub use expiry::SweepReport;
 #[cfg(not(larder_loom))]
 pub use mapping::HugePages;

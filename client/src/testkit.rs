@@ -174,6 +174,84 @@ mod tests {
     }
 
     #[test]
+    fn evicting_ahead_leaves_room_so_writers_do_not_evict_inline() {
+        // w[0] writes, w[1] is the daemon. 8 segments of 64 KiB, unique never-read keys:
+        // every eviction drops items, and the counter says who evicted.
+        let (e, w, _) = engine(8, 16, 512, 2, 1000);
+        let mut lane = Lane::default();
+        let mut n = 0u32;
+        let mut write = |lane: &mut Lane| {
+            e.write(
+                w[0],
+                lane,
+                format!("key{n}").as_bytes(),
+                &[5; 200],
+                None,
+                Mode::Set,
+            )
+            .unwrap();
+            n += 1;
+        };
+        while counter(&e, w[0], Counter::Evictions) == 0 {
+            write(&mut lane);
+        }
+        // The log is full: one more segment of writes would make the writer evict.
+        let seg = e.geo.seg_size();
+        assert!(e.spare_room() < seg);
+        assert!(e.evict_ahead(w[1], 2 * seg, 16) > 0);
+        assert!(
+            e.spare_room() >= 2 * seg,
+            "{} bytes of room",
+            e.spare_room()
+        );
+        assert!(counter(&e, w[1], Counter::Evictions) > 0);
+        let before = counter(&e, w[0], Counter::Evictions);
+        // More than the lane's open segment can still take (at most one segment), less
+        // than the room made ahead.
+        for _ in 0..3 * seg / 2 / 208 {
+            write(&mut lane);
+        }
+        assert_eq!(
+            counter(&e, w[0], Counter::Evictions),
+            before,
+            "the writer evicted inline"
+        );
+    }
+
+    #[test]
+    fn evicting_ahead_without_a_free_destination_drops_nothing() {
+        let (e, w, _) = engine(8, 16, 512, 2, 1000);
+        let mut lane = Lane::default();
+        let mut n = 0u32;
+        while counter(&e, w[0], Counter::Evictions) == 0 {
+            e.write(
+                w[0],
+                &mut lane,
+                format!("key{n}").as_bytes(),
+                &[5; 200],
+                None,
+                Mode::Set,
+            )
+            .unwrap();
+            n += 1;
+        }
+        // Another process holds every FREE segment (say, concurrent evictors' destinations).
+        while e.claim_any_free(w[0]).is_some() {}
+        let items = e.stats().items;
+        assert_eq!(e.evict_ahead(w[1], 2 * e.geo.seg_size(), 16), 0);
+        assert_eq!(counter(&e, w[1], Counter::Evictions), 0);
+        assert_eq!(e.stats().items, items, "nothing dropped in place");
+        for seg in 0..e.geo.nsegs {
+            let c = e.mem.load(e.geo.seg_ctl_off(seg), Relaxed);
+            assert_ne!(
+                ctl_state(c),
+                Some(SegState::Evicting),
+                "segment {seg} left taken"
+            );
+        }
+    }
+
+    #[test]
     fn the_copy_forward_reserve_follows_the_log_up_to_four_segments_per_cpu() {
         use crate::engine::copy_forward_reserve as r;
         assert_eq!(r(4, 2), 2, "never under two");

@@ -33,6 +33,8 @@ impl Daemon {
             "JOURNAL_STREAM",
             "LARDER_SNAPSHOT",
             "LARDER_METRICS_TEXTFILE",
+            "LARDER_EVICT_AHEAD",
+            "LARDER_AVG_ITEM_SIZE",
         ] {
             cmd.env_remove(v);
         }
