@@ -138,6 +138,7 @@ fn a_file_that_is_not_an_arena_is_moved_aside_not_deleted() {
 
 #[test]
 fn an_arena_of_another_layout_version_is_moved_aside_and_the_snapshot_restores_it() {
+    // ... stale grace included.
     use std::os::unix::fs::FileExt;
     let dir = tempdir("layout");
     let arena = dir.0.join("arena");
@@ -147,10 +148,14 @@ fn an_arena_of_another_layout_version_is_moved_aside_and_the_snapshot_restores_i
         ("LARDER_SNAPSHOT_INTERVAL", "0"),
     ];
     let mut d = start_with(&dir.0, &arena, &env);
-    larder::Cache::open(&arena)
-        .unwrap()
-        .set(b"k", b"survives the upgrade", None)
-        .unwrap();
+    let c = larder::Cache::open(&arena).unwrap();
+    c.set(b"k", b"survives the upgrade", None).unwrap();
+    let graced = Instant::now();
+    let opts = larder::SetOptions::new()
+        .ttl(Duration::from_secs(3))
+        .stale_grace(Duration::from_secs(3600));
+    c.set_with(b"g", b"stale but served", &opts).unwrap();
+    drop(c);
     assert!(d.stop().success(), "{}", d.log());
     drop(d);
     // What an older larder would have left: the same file, layout version 1.
@@ -170,6 +175,12 @@ fn an_arena_of_another_layout_version_is_moved_aside_and_the_snapshot_restores_i
         c.get(b"k").unwrap().as_deref(),
         Some(&b"survives the upgrade"[..])
     );
+    // Past its TTL, the restored item is still served stale: its grace came through.
+    std::thread::sleep(Duration::from_millis(3500).saturating_sub(graced.elapsed()));
+    assert_eq!(c.get(b"g").unwrap(), None);
+    let s = c.get_stale(b"g").unwrap().expect("within its grace");
+    assert!(s.stale);
+    assert_eq!(s.value, b"stale but served");
     assert!(d.stop().success());
 }
 

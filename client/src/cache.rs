@@ -401,8 +401,14 @@ impl Cache {
         self.keys().filter_map(move |key| {
             let who = self.inner.who().ok()?;
             let mut value = Vec::new();
-            let (ttl, tagged) = self.inner.eng.peek(who, &key, &mut value)?;
-            (!tagged).then_some(Entry { key, value, ttl })
+            let (ttl, grace, tagged) = self.inner.eng.peek(who, &key, &mut value)?;
+            let grace = (ttl.is_some() && grace > 0).then(|| Duration::from_secs(grace.into()));
+            (!tagged).then_some(Entry {
+                key,
+                value,
+                ttl,
+                grace,
+            })
         })
     }
 
@@ -595,6 +601,8 @@ pub struct Entry {
     pub value: Vec<u8>,
     /// Remaining lifetime; `None` never expires.
     pub ttl: Option<Duration>,
+    /// How long after `ttl` the value may still be served stale (`SetOptions::stale_grace`).
+    pub grace: Option<Duration>,
 }
 
 /// What the header says about an arena.

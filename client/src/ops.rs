@@ -159,13 +159,14 @@ impl<M: Mem> Engine<M> {
     }
 
     /// Appends the value of a live `key` to `out` without counting or marking it referenced;
-    /// returns its remaining TTL (`Some(None)`: no expiry) and whether it carries tags.
+    /// returns its remaining TTL (`Some(None)`: no expiry), its stale grace (seconds) and
+    /// whether it carries tags.
     pub(crate) fn peek(
         &self,
         who: Who,
         key: &[u8],
         out: &mut Vec<u8>,
-    ) -> Option<(Option<Duration>, bool)> {
+    ) -> Option<(Option<Duration>, u32, bool)> {
         let hash = self.hash(key);
         let mark = out.len();
         let f = self.lookup_for_write(who, key, hash, Some(out))?;
@@ -173,7 +174,11 @@ impl<M: Mem> Engine<M> {
             out.truncate(mark);
             return None;
         }
-        Some((self.remaining(f.info.expires_at), f.info.tagged))
+        Some((
+            self.remaining(f.info.expires_at),
+            f.info.grace,
+            f.info.tagged,
+        ))
     }
 
     /// Writes a new item and publishes it according to `mode` (design.md §4.2).
