@@ -355,7 +355,15 @@ fn replace(path: &Path, config: &Config, old: Cache) -> anyhow::Result<Cache> {
             Some(t) if t.is_zero() => continue,
             t => t,
         };
-        match new.add(&e.key, &e.value, ttl) {
+        let added = match (ttl, e.grace) {
+            (Some(t), Some(g)) => new.add_with(
+                &e.key,
+                &e.value,
+                &larder::SetOptions::new().ttl(t).stale_grace(g),
+            ),
+            _ => new.add(&e.key, &e.value, ttl),
+        };
+        match added {
             Ok(_) => carried += 1,
             Err(_) => refused += 1,
         }

@@ -409,6 +409,10 @@ fn an_arena_of_another_size_is_replaced_and_its_items_carried_over() {
     }
     old.set(b"ttl", b"t", Some(Duration::from_secs(100)))
         .unwrap();
+    let graced = larder::SetOptions::new()
+        .ttl(Duration::from_secs(100))
+        .stale_grace(Duration::from_secs(50));
+    old.set_with(b"graced", b"g", &graced).unwrap();
     assert!(d.stop().success());
     drop(d);
 
@@ -429,13 +433,22 @@ fn an_arena_of_another_size_is_replaced_and_its_items_carried_over() {
     }
     let ttl = c.ttl(b"ttl").unwrap().unwrap().unwrap();
     assert!(ttl > Duration::from_secs(90), "{ttl:?}");
+    let e = c
+        .entries()
+        .find(|e| e.key == b"graced")
+        .expect("carried over");
+    assert_eq!(
+        e.grace,
+        Some(Duration::from_secs(50)),
+        "stale grace carried over"
+    );
     let aside = files_starting(&dir.0, "arena.replaced-");
     assert_eq!(aside.len(), 1, "the old arena is kept aside");
     let kept = larder::Cache::open(&aside[0]).unwrap();
     assert!(kept.is_retired());
     assert_eq!(kept.info().arena_size, 8 << 20);
     let log = d.log();
-    assert!(log.contains("carried=301"), "{log}");
+    assert!(log.contains("carried=302"), "{log}");
 }
 
 #[test]

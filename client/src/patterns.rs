@@ -148,6 +148,12 @@ impl Cache {
         self.set_ext(key, value, opts, 0, Mode::Set).map(|_| ())
     }
 
+    /// As [`Cache::add`] (stores only if `key` has no live value; `true` if stored), with
+    /// options.
+    pub fn add_with(&self, key: &[u8], value: &[u8], opts: &SetOptions) -> Result<bool, Error> {
+        self.set_ext(key, value, opts, 0, Mode::Add)
+    }
+
     fn set_ext(
         &self,
         key: &[u8],

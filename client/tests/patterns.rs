@@ -175,6 +175,34 @@ fn loader_errors_are_returned_and_not_cached() {
 }
 
 #[test]
+fn add_with_stores_only_over_no_live_value_and_keeps_its_options() {
+    let d = TempDir::new("patterns");
+    let clock = Arc::new(AtomicU64::new(3_000_000_000));
+    let c = Cache::create(d.arena(), &small(4 << 20))
+        .unwrap()
+        .with_manual_clock(clock.clone());
+    let opts = SetOptions::new()
+        .ttl(Duration::from_secs(10))
+        .stale_grace(Duration::from_secs(100));
+    assert!(c.add_with(b"k", b"first", &opts).unwrap());
+    assert!(
+        !c.add_with(b"k", b"second", &opts).unwrap(),
+        "a live value stays"
+    );
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"first"[..]));
+    clock.store(3_000_000_020, Ordering::Relaxed);
+    let s = c
+        .get_stale(b"k")
+        .unwrap()
+        .expect("within the grace add_with gave it");
+    assert_eq!((s.value.as_slice(), s.stale), (&b"first"[..], true));
+    assert!(
+        c.add_with(b"k", b"third", &opts).unwrap(),
+        "over an expired value"
+    );
+}
+
+#[test]
 fn stale_value_is_served_exactly_while_a_refresh_is_in_flight() {
     let d = TempDir::new("patterns");
     let clock = Arc::new(AtomicU64::new(3_000_000_000));
