@@ -136,9 +136,9 @@ fn a_file_that_is_not_an_arena_is_moved_aside_not_deleted() {
     );
 }
 
+/// Stale grace included: an item past its TTL is still served stale after the restore.
 #[test]
 fn an_arena_of_another_layout_version_is_moved_aside_and_the_snapshot_restores_it() {
-    // ... stale grace included.
     use std::os::unix::fs::FileExt;
     let dir = tempdir("layout");
     let arena = dir.0.join("arena");

@@ -173,27 +173,29 @@ mod tests {
         }
     }
 
+    /// Writes key `key{n}` (then n += 1) with a 200-byte value: unique keys never read, so
+    /// every eviction under pressure drops items.
+    fn write_unique(e: &Engine<VecMem>, who: Who, lane: &mut Lane, n: &mut u32) {
+        e.write(
+            who,
+            lane,
+            format!("key{n}").as_bytes(),
+            &[5; 200],
+            None,
+            Mode::Set,
+        )
+        .unwrap();
+        *n += 1;
+    }
+
     #[test]
     fn evicting_ahead_leaves_room_so_writers_do_not_evict_inline() {
         // w[0] writes, w[1] is the daemon. 8 segments of 64 KiB, unique never-read keys:
         // every eviction drops items, and the counter says who evicted.
         let (e, w, _) = engine(8, 16, 512, 2, 1000);
-        let mut lane = Lane::default();
-        let mut n = 0u32;
-        let mut write = |lane: &mut Lane| {
-            e.write(
-                w[0],
-                lane,
-                format!("key{n}").as_bytes(),
-                &[5; 200],
-                None,
-                Mode::Set,
-            )
-            .unwrap();
-            n += 1;
-        };
+        let (mut lane, mut n) = (Lane::default(), 0);
         while counter(&e, w[0], Counter::Evictions) == 0 {
-            write(&mut lane);
+            write_unique(&e, w[0], &mut lane, &mut n);
         }
         // The log is full: one more segment of writes would make the writer evict.
         let seg = e.geo.seg_size();
@@ -209,7 +211,7 @@ mod tests {
         // More than the lane's open segment can still take (at most one segment), less
         // than the room made ahead.
         for _ in 0..3 * seg / 2 / 208 {
-            write(&mut lane);
+            write_unique(&e, w[0], &mut lane, &mut n);
         }
         assert_eq!(
             counter(&e, w[0], Counter::Evictions),
@@ -221,19 +223,9 @@ mod tests {
     #[test]
     fn evicting_ahead_without_a_free_destination_drops_nothing() {
         let (e, w, _) = engine(8, 16, 512, 2, 1000);
-        let mut lane = Lane::default();
-        let mut n = 0u32;
+        let (mut lane, mut n) = (Lane::default(), 0);
         while counter(&e, w[0], Counter::Evictions) == 0 {
-            e.write(
-                w[0],
-                &mut lane,
-                format!("key{n}").as_bytes(),
-                &[5; 200],
-                None,
-                Mode::Set,
-            )
-            .unwrap();
-            n += 1;
+            write_unique(&e, w[0], &mut lane, &mut n);
         }
         // Another process holds every FREE segment (say, concurrent evictors' destinations).
         while e.claim_any_free(w[0]).is_some() {}
