@@ -91,28 +91,47 @@ impl<M: Mem> Engine<M> {
                 let slot = bucket + B_SLOTS + i as u64 * 8;
                 // Acquire: pairs with the Release of the CAS that published this word, so
                 // the item bytes written before it are visible to read_item.
-                let w = word.load(Acquire);
-                if w == 0 || slot_tag(w) != tag {
-                    continue;
-                }
-                match self.read_item(slot, w, key, out.as_deref_mut()) {
-                    Read::Match(info) => return Lookup::Found(Found { slot, w, info }),
-                    Read::Other => {}
-                    Read::Torn => return Lookup::Torn,
-                    Read::StaleSlot => self.clear_garbage(who, slot, w, false),
-                    Read::Corrupt => self.clear_garbage(who, slot, w, true),
+                let mut w = word.load(Acquire);
+                // A slot is left only once it was seen empty, foreign, or cleared by us:
+                // a garbage word we fail to clear was replaced by someone else, maybe by
+                // this very key moved forward into the same slot, so it is examined again
+                // (design.md §4.1 step 2, §4.6). Each round means another process changed
+                // the slot; after READ_RETRIES of them the lookup restarts.
+                let mut rounds = 0;
+                loop {
+                    if w == 0 || slot_tag(w) != tag {
+                        break;
+                    }
+                    let corrupt = match self.read_item(slot, w, key, out.as_deref_mut()) {
+                        Read::Match(info) => return Lookup::Found(Found { slot, w, info }),
+                        Read::Other => break,
+                        Read::Torn => return Lookup::Torn,
+                        Read::StaleSlot => false,
+                        Read::Corrupt => true,
+                    };
+                    match self.clear_garbage(who, slot, w, corrupt) {
+                        Ok(()) => break,
+                        Err(_) if rounds == READ_RETRIES => return Lookup::Torn,
+                        Err(now) => w = now,
+                    }
+                    rounds += 1;
                 }
             }
         }
         Lookup::NotFound
     }
 
-    /// Empties a slot that points at nothing valid (design.md §4.6).
-    fn clear_garbage(&self, who: Who, slot: u64, w: u64, corrupt: bool) {
-        // Relaxed: the slot becomes empty; nothing is published with it.
-        if self.mem.cas(slot, w, 0, Relaxed, Relaxed).is_ok() && corrupt {
+    /// Empties a slot that points at nothing valid (design.md §4.6). On failure returns what
+    /// the slot holds now, which the caller must examine: it is not garbage of ours.
+    fn clear_garbage(&self, who: Who, slot: u64, w: u64, corrupt: bool) -> Result<(), u64> {
+        // Relaxed on success: the slot becomes empty; nothing is published with it. Acquire
+        // on failure: pairs with the Release of whatever CAS stored the word found, since the
+        // caller reads the item it points at (as the scan's own Acquire load).
+        self.mem.cas(slot, w, 0, Relaxed, Acquire)?;
+        if corrupt {
             self.count(who, Counter::Corrupt);
         }
+        Ok(())
     }
 
     /// Sets the CLOCK reference bit of a hit (design.md §4.1 step 7). A CAS, never a

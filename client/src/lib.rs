@@ -40,6 +40,8 @@ mod error;
 mod evictor;
 mod expiry;
 mod index;
+#[cfg(all(test, not(larder_loom)))]
+mod interleave_tests;
 mod item;
 pub mod layout;
 mod lease;

@@ -74,6 +74,42 @@ fn loom_evict_and_recycle_vs_read() {
     });
 }
 
+/// A referenced key that nobody deletes must hit while an evictor copies it forward into
+/// the same slot and frees its old segment: the reader that loaded the old word and then
+/// sees the new generation must look at the slot again, not skip it (a skip is a false miss;
+/// under a `set`, a second copy of the key). `loom_evict_and_recycle_vs_read` accepts a
+/// miss, so it could not see this.
+#[test]
+fn loom_copy_forward_vs_read_always_hits() {
+    loom::model(|| {
+        let (e, w, _) = engine(4, 7, 2, 2, 40);
+        let w = [w[0], w[1]];
+        let e = Arc::new(e);
+        let mut lane = Lane::default();
+        e.write(w[0], &mut lane, b"k", V1, None, Mode::Set).unwrap();
+        assert!(get(&e, w[0], b"k").is_some()); // referenced: the eviction copies it
+        let s = lane.seg.take().unwrap();
+        e.seal(w[0], s);
+        let e2 = e.clone();
+        let t = thread::spawn(move || {
+            let prev = e2.take_for_walk(w[1], s.seg).unwrap();
+            let mut dest = e2.claim_any_free(w[1]);
+            assert!(dest.is_some());
+            e2.walk_segment(
+                w[1],
+                s.seg,
+                ctl_gen(prev),
+                crate::clock::Walk::Evict,
+                dest.as_mut(),
+            );
+            e2.free_segment(w[1], s.seg, ctl_gen(prev));
+        });
+        assert_eq!(get(&e, w[0], b"k").as_deref(), Some(V1), "false miss");
+        t.join().unwrap();
+        assert_eq!(get(&e, w[0], b"k").as_deref(), Some(V1));
+    });
+}
+
 /// Two processes adding the same new key: exactly one succeeds and one slot holds it.
 #[test]
 fn loom_concurrent_add_of_one_key() {

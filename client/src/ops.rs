@@ -372,11 +372,19 @@ impl<M: Mem> Engine<M> {
         // Relaxed: a generation number for observers; the unlinks below are the flush.
         self.mem.fetch_add(H_FLUSH_GEN, 1, Relaxed);
         let mut n = 0;
-        self.for_each_slot(|slot, w| {
+        self.for_each_slot(|slot, mut w| {
+            // A slot that changed between the load and the CAS is emptied all the same: the
+            // word may be an item older than the flush moved forward by an evictor into a
+            // destination the flush leaves to it (so skipping it would let the item survive
+            // the flush); a write since is concurrent with the flush, and may go too.
             // Relaxed: unlinking publishes nothing.
-            if self.mem.cas(slot, w, 0, Relaxed, Relaxed).is_ok() {
-                n += 1;
+            while let Err(now) = self.mem.cas(slot, w, 0, Relaxed, Relaxed) {
+                if now == 0 {
+                    return;
+                }
+                w = now;
             }
+            n += 1;
         });
         // Whatever a concurrent writer published meanwhile is unlinked by the walk like any
         // evicted item (it was concurrent with the flush); segments held by writers or

@@ -98,6 +98,50 @@ impl Mem for Shared {
     }
 }
 
+/// A process that another one interrupts at an exact arena access: before each access to a
+/// word for which `when(offset)` holds, while `fires` is non-zero, `run(offset)` executes the
+/// other process's steps (on an engine over the same memory, so without hooks), and only
+/// then is the access performed. This is a deschedule of the hooked process at that access,
+/// made deterministic. `words` (bucket scans, key and value copies) is never interrupted:
+/// it only hands out the words, which are loaded one by one afterwards.
+pub(crate) struct HookMem {
+    pub inner: std::sync::Arc<VecMem>,
+    pub when: Box<dyn Fn(u64) -> bool + Send + Sync>,
+    pub run: std::sync::Mutex<Box<dyn FnMut(u64) + Send>>,
+    /// How many more times the hook may run; tests arm it (store) right before the operation.
+    pub fires: std::sync::atomic::AtomicU32,
+}
+
+impl HookMem {
+    /// Arms the hook for `n` more runs.
+    pub(crate) fn arm(&self, n: u32) {
+        // Relaxed: a test's own step counter, used by one thread.
+        self.fires.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many armed runs are left.
+    pub(crate) fn left(&self) -> u32 {
+        // Relaxed: as in `arm`.
+        self.fires.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Mem for HookMem {
+    fn word(&self, off: u64) -> &AtomicU64 {
+        if (self.when)(off) && self.left() > 0 {
+            // Relaxed: as in `arm`.
+            self.fires
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            (self.run.lock().expect("hook"))(off);
+        }
+        self.inner.word(off)
+    }
+
+    fn words(&self, off: u64, n: usize) -> &[AtomicU64] {
+        self.inner.words(off, n)
+    }
+}
+
 /// The payload of the unwind that ends a "killed" process mid-operation.
 pub(crate) struct Killed;
 

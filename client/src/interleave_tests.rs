@@ -1,0 +1,243 @@
+//! Deterministic interleavings: process A is interrupted at one exact arena access while
+//! process B runs whole steps (design.md §8). Each test names the window it opens; a chaos
+//! run would need a preemption inside a few instructions to hit any of them.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use crate::alloc::{Lane, OpenSeg};
+use crate::clock::Walk;
+use crate::engine::{Engine, Who};
+use crate::index::{Lookup, Mode};
+use crate::layout::{ctl_gen, slot_loc, Geometry, Params, SEG_ENTRY_SIZE};
+use crate::mem::{Mem, VecMem};
+use crate::testkit::{tiny, HookMem, Shared, TestLiveness};
+
+struct World {
+    mem: Arc<VecMem>,
+    p: Params,
+    g: Geometry,
+    /// Process B, which runs inside A's hooks.
+    b: Arc<Engine<Shared>>,
+    aw: Who,
+    bw: Who,
+}
+
+fn world() -> World {
+    let (p, g) = tiny(8, 16, 8, 2, 200);
+    let mem = Arc::new(VecMem::new(g.arena_size));
+    let b = Engine::new(
+        Shared(mem.clone()),
+        &p,
+        g,
+        Box::new(TestLiveness::default()),
+    );
+    let aw = b.claim_slot(0, 1, 0).unwrap();
+    let bw = b.claim_slot(1, 2, 0).unwrap();
+    World {
+        mem,
+        p,
+        g,
+        b: Arc::new(b),
+        aw,
+        bw,
+    }
+}
+
+impl World {
+    /// Process A: before each access to a word `when` picks (while armed), `run(offset)`.
+    fn a(
+        &self,
+        when: impl Fn(u64) -> bool + Send + Sync + 'static,
+        run: impl FnMut(u64) + Send + 'static,
+    ) -> Engine<HookMem> {
+        let m = HookMem {
+            inner: self.mem.clone(),
+            when: Box::new(when),
+            run: Mutex::new(Box::new(run)),
+            fires: AtomicU32::new(0),
+        };
+        Engine::new(m, &self.p, self.g, Box::new(TestLiveness::default()))
+    }
+
+    /// B writes `key` into a segment of its own, reads it (so it is referenced: an eviction
+    /// copies it forward), and seals the segment into the log. Returns the segment.
+    fn hot_sealed(&self, key: &[u8], value: &[u8]) -> u32 {
+        let mut lane = Lane::default();
+        self.b
+            .write(self.bw, &mut lane, key, value, None, Mode::Set)
+            .unwrap();
+        assert!(self.b.get(self.bw, key, &mut Vec::new()).unwrap().is_some());
+        let s = lane.seg.take().unwrap();
+        self.b.seal(self.bw, s);
+        s.seg
+    }
+
+    fn slots_holding(&self, key: &[u8]) -> usize {
+        let mut n = 0;
+        self.b.for_each_slot(|s, w| {
+            n += usize::from(self.b.read_key(s, w).is_some_and(|(k, _)| k == key));
+        });
+        n
+    }
+}
+
+/// B evicts `seg`, copying its referenced items forward into a FREE segment that stays B's
+/// open lane segment (as an evictor's destination does). Returns the destination.
+fn copy_forward(b: &Engine<Shared>, who: Who, seg: u32) -> OpenSeg {
+    let prev = b.take_for_walk(who, seg).expect("the victim is in the log");
+    let mut dest = b.claim_any_free(who).expect("a destination");
+    b.walk_segment(who, seg, ctl_gen(prev), Walk::Evict, Some(&mut dest));
+    b.free_segment(who, seg, ctl_gen(prev));
+    dest
+}
+
+/// A's first load of `seg`'s control word, which comes right after its load of the slot
+/// word: B moves the key forward into the same slot and frees `seg` there.
+fn moved_under_a(w: &World, seg: u32) -> Engine<HookMem> {
+    let (b, bw, ctl) = (w.b.clone(), w.bw, w.g.seg_ctl_off(seg));
+    let a = w.a(
+        move |off| off == ctl,
+        move |_| {
+            copy_forward(&b, bw, seg);
+        },
+    );
+    a.mem.arm(1);
+    a
+}
+
+#[test]
+fn a_get_that_meets_its_key_moved_into_the_same_slot_still_hits() {
+    let w = world();
+    let seg = w.hot_sealed(b"k", b"hot value");
+    let a = moved_under_a(&w, seg);
+    let mut out = Vec::new();
+    assert!(a.get(w.aw, b"k", &mut out).unwrap().is_some(), "false miss");
+    assert_eq!(a.mem.left(), 0, "the window was not reached");
+    assert_eq!(out, b"hot value");
+}
+
+#[test]
+fn a_delete_that_meets_its_key_moved_into_the_same_slot_deletes_it() {
+    let w = world();
+    let seg = w.hot_sealed(b"k", b"v");
+    let a = moved_under_a(&w, seg);
+    assert!(a.delete(w.aw, b"k").unwrap(), "delete found nothing");
+    assert_eq!(a.mem.left(), 0);
+    assert!(w.b.get(w.bw, b"k", &mut Vec::new()).unwrap().is_none());
+}
+
+#[test]
+fn an_incr_that_meets_its_counter_moved_into_the_same_slot_counts() {
+    let w = world();
+    let seg = w.hot_sealed(b"n", b"41");
+    let a = moved_under_a(&w, seg);
+    assert_eq!(
+        a.incr(w.aw, &mut Lane::default(), b"n", 1, false).unwrap(),
+        Some(42)
+    );
+    assert_eq!(a.mem.left(), 0);
+}
+
+#[test]
+fn a_set_whose_two_lookups_both_meet_a_move_leaves_the_key_in_one_slot() {
+    let w = world();
+    let seg = w.hot_sealed(b"k", b"old");
+    // A's lane has room, so its write touches no segment control word before publishing.
+    let mut lane = Lane::default();
+    w.b.write(w.aw, &mut lane, b"warm", b"x", None, Mode::Set)
+        .unwrap();
+    // Wherever the key lives, B moves it on as A reads that segment's control word: once
+    // under A's first lookup, once under its rescan with the insert lock held.
+    let here = Arc::new(AtomicU64::new(w.g.seg_ctl_off(seg)));
+    let (b, bw, g, at) = (w.b.clone(), w.bw, w.g, here.clone());
+    let a = w.a(
+        move |off| off == here.load(Relaxed),
+        move |off| {
+            let seg = ((off - g.segtab_off) / SEG_ENTRY_SIZE) as u32;
+            // Referenced again, so the second eviction copies it too.
+            assert!(b.get(bw, b"k", &mut Vec::new()).unwrap().is_some());
+            let dest = copy_forward(&b, bw, seg);
+            b.seal(bw, dest);
+            at.store(g.seg_ctl_off(dest.seg), Relaxed);
+        },
+    );
+    a.mem.arm(2);
+    a.write(w.aw, &mut lane, b"k", b"new", None, Mode::Set)
+        .unwrap();
+    assert_eq!(a.mem.left(), 0, "both windows reached");
+    assert_eq!(w.slots_holding(b"k"), 1, "the key is in two slots");
+    let mut out = Vec::new();
+    assert!(w.b.get(w.bw, b"k", &mut out).unwrap().is_some());
+    assert_eq!(out, b"new");
+    assert!(w.b.delete(w.bw, b"k").unwrap());
+    assert!(
+        w.b.get(w.bw, b"k", &mut Vec::new()).unwrap().is_none(),
+        "an older copy came back after the delete"
+    );
+}
+
+#[test]
+fn a_get_whose_corrupt_slot_is_overwritten_before_it_clears_it_reads_the_new_item() {
+    let w = world();
+    let mut lane = Lane::default();
+    w.b.write(w.bw, &mut lane, b"k", b"old", None, Mode::Set)
+        .unwrap();
+    let Lookup::Found(f) = w.b.lookup(w.bw, b"k", w.b.hash(b"k"), None) else {
+        panic!("k is present");
+    };
+    // Damage the item's header from outside: readers see a corrupt item.
+    w.mem.word(slot_loc(f.w) * 8).store(u64::MAX, Relaxed);
+    // A finds the damage and re-checks the slot (its first access to the slot word on its
+    // own: the scan loads through `words`); then B clears the garbage slot and writes the
+    // key again, into the same slot, just before A's own clearing CAS (its second access).
+    let (b, bw, slot) = (w.b.clone(), w.bw, f.slot);
+    let mut seen = 0;
+    let a = w.a(
+        move |off| off == slot,
+        move |_| {
+            seen += 1;
+            if seen == 2 {
+                b.write(bw, &mut Lane::default(), b"k", b"fresh", None, Mode::Set)
+                    .unwrap();
+                let Lookup::Found(f) = b.lookup(bw, b"k", b.hash(b"k"), None) else {
+                    panic!("k was just written");
+                };
+                assert_eq!(f.slot, slot, "the test needs the same slot");
+            }
+        },
+    );
+    a.mem.arm(2);
+    let mut out = Vec::new();
+    assert!(a.get(w.aw, b"k", &mut out).unwrap().is_some(), "false miss");
+    assert_eq!(out, b"fresh");
+}
+
+#[test]
+fn a_flush_that_meets_a_key_being_moved_still_removes_it() {
+    let w = world();
+    let seg = w.hot_sealed(b"k", b"v");
+    let Lookup::Found(f) = w.b.lookup(w.bw, b"k", w.b.hash(b"k"), None) else {
+        panic!("k is present");
+    };
+    // Between the flush's load of the slot and its CAS, B moves the key forward into a
+    // destination it keeps open (a flush leaves segments in use to their owners).
+    let (b, bw, slot) = (w.b.clone(), w.bw, f.slot);
+    let mut seen = 0;
+    let a = w.a(
+        move |off| off == slot,
+        move |_| {
+            seen += 1;
+            if seen == 2 {
+                copy_forward(&b, bw, seg);
+            }
+        },
+    );
+    a.mem.arm(2);
+    a.flush(w.aw);
+    assert_eq!(a.mem.left(), 0);
+    assert!(
+        w.b.get(w.bw, b"k", &mut Vec::new()).unwrap().is_none(),
+        "an item older than the flush survived it"
+    );
+}
