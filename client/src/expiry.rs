@@ -60,7 +60,9 @@ impl<M: Mem> Engine<M> {
         self.fresh(info) == Fresh::Live
     }
 
-    /// The `expires_at` to store for a TTL given now (design.md §2.5): 0 for none.
+    /// The `expires_at` to store for a TTL given now (design.md §2.5): 0 for none. Every
+    /// step is checked: a TTL whose end lies past the arena's time range (31 bits of seconds
+    /// after its epoch), `Duration::MAX` included, is `InvalidTtl`, never a wrapped expiry.
     pub(crate) fn expires_at(&self, ttl: Option<Duration>) -> Result<u32, Error> {
         let Some(ttl) = ttl else { return Ok(0) };
         if ttl.is_zero() {
@@ -69,15 +71,38 @@ impl<M: Mem> Engine<M> {
                 reason: "a TTL must be positive; pass None for no expiry",
             });
         }
-        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        let at = u64::from(self.now_rel()) + secs;
-        u32::try_from(at)
-            .ok()
-            .filter(|&at| at <= EXPIRES_LIMIT)
+        self.in_range(u64::from(self.now_rel()), ttl)
             .ok_or(Error::InvalidTtl {
                 ttl,
                 reason: "expiry lies beyond the arena's time range (~68 years from its creation)",
             })
+    }
+
+    /// The stale grace to store (whole seconds, rounded up) for an item expiring at
+    /// `expires_at` (0: never, when grace means nothing and counts from now): its end must
+    /// lie in the arena's time range as the expiry itself must.
+    pub(crate) fn grace_secs(&self, expires_at: u32, grace: Duration) -> Result<u32, Error> {
+        let from = if expires_at == 0 {
+            self.now_rel()
+        } else {
+            expires_at
+        };
+        self.in_range(u64::from(from), grace)
+            .map(|end| end - from)
+            .ok_or(Error::InvalidTtl {
+                ttl: grace,
+                reason: "the stale grace period ends beyond the arena's time range (~68 years from its creation)",
+            })
+    }
+
+    /// `from + d` (seconds after the epoch, `d` rounded up to whole seconds) if it lies in
+    /// the arena's time range.
+    fn in_range(&self, from: u64, d: Duration) -> Option<u32> {
+        d.as_secs()
+            .checked_add(u64::from(d.subsec_nanos() > 0))
+            .and_then(|secs| from.checked_add(secs))
+            .filter(|&at| at <= u64::from(EXPIRES_LIMIT))
+            .map(|at| at as u32)
     }
 
     /// The remaining lifetime of an item with this `expires_at` (None: no expiry).

@@ -2,10 +2,15 @@
 //! (docs/design.md §2.6). A lease is one word, taken and released by CAS, with an expiry:
 //! a holder that dies or hangs stops blocking others when its lease runs out.
 
+use std::time::Duration;
+
 use crate::engine::Engine;
-use crate::layout::{LEASE_EXPIRY_BITS, LEASE_EXPIRY_MASK, LEASE_SIZE, LEASE_TICK_MS};
+use crate::layout::{
+    EXPIRES_LIMIT, LEASE_EXPIRY_BITS, LEASE_EXPIRY_MASK, LEASE_SIZE, LEASE_TICK_MS,
+};
 use crate::mem::Mem;
 use crate::sync::Ordering::*;
+use crate::Error;
 
 /// Outcome of trying to take a key's lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +25,27 @@ pub(crate) enum LeaseTry {
 impl<M: Mem> Engine<M> {
     /// Milliseconds since the arena's epoch.
     pub(crate) fn now_ms(&self) -> u64 {
-        self.clock.unix_now_ms().saturating_sub(self.epoch * 1000)
+        self.clock
+            .unix_now_ms()
+            .saturating_sub(self.epoch.saturating_mul(1000))
+    }
+
+    /// A lease time in milliseconds (a zero lease lasts 1 ms), if it ends inside the arena's
+    /// time range; beyond it is `InvalidTtl`, as a TTL would be.
+    pub(crate) fn lease_ms(&self, d: Duration) -> Result<u64, Error> {
+        u64::try_from(d.as_millis())
+            .ok()
+            .map(|ms| ms.max(1))
+            .filter(|&ms| {
+                self.now_ms()
+                    .checked_add(ms)
+                    .is_some_and(|end| end <= u64::from(EXPIRES_LIMIT) * 1000)
+            })
+            .ok_or(Error::InvalidTtl {
+                ttl: d,
+                reason:
+                    "the lease ends beyond the arena's time range (~68 years from its creation)",
+            })
     }
 
     fn lease_off(&self, hash: u64) -> Option<u64> {

@@ -171,9 +171,10 @@ impl Cache {
         self.with_writer(|e, who, lane| {
             let mut ext = Vec::with_capacity(1 + o.tags.len());
             if o.grace.is_some() || !o.tags.is_empty() || delta_ms > 0 {
-                let grace = o.grace.map_or(0, |g| {
-                    u32::try_from(g.as_secs() + u64::from(g.subsec_nanos() > 0)).unwrap_or(u32::MAX)
-                });
+                let grace = match o.grace {
+                    Some(g) => e.grace_secs(e.expires_at(o.ttl)?, g)?,
+                    None => 0,
+                };
                 ext.push(item_meta(
                     grace,
                     o.tags.len() as u8,
@@ -258,7 +259,7 @@ impl Cache {
         loader: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Vec<u8>, LoadError<E>> {
         let hash = self.with_engine(|e, _| e.check_key(key).map(|()| e.hash(key)))??;
-        let lease_ms = opts.lease.as_millis().clamp(1, u64::MAX.into()) as u64;
+        let lease_ms = self.with_engine(|e, _| e.lease_ms(opts.lease))??;
         let mut loader = Some(loader);
         let mut buf = Vec::new();
         let mut nap = Duration::from_millis(1);

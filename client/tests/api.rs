@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{small, TempDir};
-use larder::{Cache, CasOutcome, Config, Error};
+use larder::{Cache, CasOutcome, Config, Error, LoadError, LoadOptions, SetOptions};
 
 #[test]
 fn set_get_delete_round_trip() {
@@ -143,6 +143,64 @@ fn ttl_touch_and_expiry_with_a_manual_clock() {
         c.set(b"far", b"v", Some(Duration::from_secs(left + day))),
         Err(Error::InvalidTtl { .. })
     ));
+}
+
+#[test]
+fn ttls_grace_and_leases_beyond_the_arena_time_range_are_invalid_ttls_not_overflows() {
+    let d = TempDir::new("api");
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    c.set(b"k", b"kept", None).unwrap();
+    let huge = [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX),
+        Duration::new(u64::MAX - 1, 1),
+        Duration::from_secs(u64::from(u32::MAX)),
+        Duration::from_secs(1 << 31),
+    ];
+    for ttl in huge {
+        for r in [
+            c.set(b"k", b"v", Some(ttl)),
+            c.add(b"new", b"v", Some(ttl)).map(|_| ()),
+            c.touch(b"k", Some(ttl)).map(|_| ()),
+            c.set_with(b"k", b"v", &SetOptions::new().ttl(ttl)),
+        ] {
+            assert!(matches!(r, Err(Error::InvalidTtl { .. })), "{ttl:?}: {r:?}");
+        }
+        // Stale grace: the end of the grace period must lie in the arena's range too.
+        let r = c.set_with(
+            b"k",
+            b"v",
+            &SetOptions::new()
+                .ttl(Duration::from_secs(60))
+                .stale_grace(ttl),
+        );
+        assert!(
+            matches!(r, Err(Error::InvalidTtl { .. })),
+            "grace {ttl:?}: {r:?}"
+        );
+        let r = c.get_or_load(b"loaded", &LoadOptions::new().lease(ttl), || {
+            Ok::<_, std::io::Error>(b"v".to_vec())
+        });
+        assert!(
+            matches!(r, Err(LoadError::Cache(Error::InvalidTtl { .. }))),
+            "lease {ttl:?}"
+        );
+    }
+    // Nothing was stored or changed by the refused calls.
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"kept"[..]));
+    assert_eq!(c.ttl(b"k").unwrap(), Some(None));
+    assert_eq!(c.get(b"new").unwrap(), None);
+    assert_eq!(c.get(b"loaded").unwrap(), None);
+    // A long but representable grace and lease work.
+    let year = Duration::from_secs(365 * 86_400);
+    c.set_with(b"g", b"v", &SetOptions::new().ttl(year).stale_grace(year))
+        .unwrap();
+    let v = c
+        .get_or_load(b"loaded", &LoadOptions::new().lease(year), || {
+            Ok::<_, std::io::Error>(b"v".to_vec())
+        })
+        .unwrap();
+    assert_eq!(v, b"v");
 }
 
 #[test]
