@@ -35,6 +35,25 @@ impl Found {
     }
 }
 
+impl<M: Mem> Engine<M> {
+    /// Re-validates a `Found` right before a CAS from its word: the item's segment still has
+    /// the full generation the item was read under. The CAS itself checks the word; this
+    /// rules out the word having come back meanwhile naming another item (the slot emptied,
+    /// the segment recycled 2¹⁴·k times, the same tag published at the same offset), which a
+    /// writer that held the word across an append, an eviction and its waits would otherwise
+    /// replace or delete (design.md §4.3, hazard 7). What is left is the few instructions
+    /// between this load and the CAS, as for readers.
+    #[inline]
+    pub(crate) fn still_current(&self, f: &Found) -> bool {
+        let Some(seg) = self.geo.seg_of(slot_loc(f.w) * 8) else {
+            return false;
+        };
+        // Acquire: keeps the caller's CAS after this load (no later access moves above an
+        // Acquire load); pairs with the Release of free_segment, like the reader's c1.
+        ctl_gen(self.mem.load(self.geo.seg_ctl_off(seg), Acquire)) == f.info.gen
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Lookup {
     Found(Found),
@@ -187,7 +206,9 @@ impl<M: Mem> Engine<M> {
                 }
                 // Release: publishes the item bytes to readers that load this slot with
                 // Acquire. Relaxed on failure: we only re-read.
-                if self.mem.cas(f.slot, f.w, new_w, Release, Relaxed).is_ok() {
+                if self.still_current(&f)
+                    && self.mem.cas(f.slot, f.w, new_w, Release, Relaxed).is_ok()
+                {
                     return Outcome::Stored;
                 }
                 continue;

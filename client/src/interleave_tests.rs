@@ -2,15 +2,19 @@
 //! process B runs whole steps (design.md §8). Each test names the window it opens; a chaos
 //! run would need a preemption inside a few instructions to hit any of them.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use crate::alloc::{Lane, OpenSeg};
 use crate::clock::Walk;
 use crate::engine::{Engine, Who};
 use crate::index::{Lookup, Mode};
-use crate::layout::{ctl_gen, slot_loc, Geometry, Params, SEG_ENTRY_SIZE};
+use crate::layout::{
+    ctl_gen, hash_tag, seg_ctl, slot_loc, Geometry, Params, SegState, REF_BIT, SEG_ENTRY_SIZE,
+    SLOT_GEN_BITS,
+};
 use crate::mem::{Mem, VecMem};
+use crate::sync::Ordering::{Relaxed, Release};
 use crate::testkit::{tiny, HookMem, Shared, TestLiveness};
 
 struct World {
@@ -240,4 +244,66 @@ fn a_flush_that_meets_a_key_being_moved_still_removes_it() {
         w.b.get(w.bw, b"k", &mut Vec::new()).unwrap().is_none(),
         "an item older than the flush survived it"
     );
+}
+
+#[test]
+fn an_incr_stalled_across_2_14_recyclings_does_not_replace_the_word_republished_meanwhile() {
+    let w = world();
+    let mut setup = Lane::default();
+    w.b.write(w.bw, &mut setup, b"n", b"41", None, Mode::Set)
+        .unwrap();
+    w.b.seal(w.bw, setup.seg.take().unwrap());
+    let Lookup::Found(f) = w.b.lookup(w.bw, b"n", w.b.hash(b"n"), None) else {
+        panic!("n is present");
+    };
+    // Another key with the same tag and the same home bucket: its item, written at the
+    // counter's old offset in a later generation, gets the very same slot word.
+    let hn = w.b.hash(b"n");
+    let j = (0u64..)
+        .map(|i| format!("j{i}").into_bytes())
+        .find(|k| {
+            let h = w.b.hash(k);
+            hash_tag(h) == hash_tag(hn) && w.g.home_bucket(h) == w.g.home_bucket(hn)
+        })
+        .unwrap();
+    // A's lane has room, so the increment's append touches only that segment's words; its
+    // `wptr` store comes after the counter was read and before the publishing CAS.
+    let mut lane = Lane::default();
+    w.b.write(w.aw, &mut lane, b"warm", b"x", None, Mode::Set)
+        .unwrap();
+    let wptr = w.g.seg_wptr_off(lane.seg.unwrap().seg);
+    let (b, bw, jj) = (w.b.clone(), w.bw, j.clone());
+    let a = w.a(
+        move |off| off == wptr,
+        move |_| {
+            // Meanwhile: the counter is deleted, its segment recycled 2^14 times (the slot's
+            // generation bits wrap), and `j` written at the same offset and inserted into the
+            // same slot — the word A read is back, naming another item.
+            assert!(b.delete(bw, b"n").unwrap());
+            let off = slot_loc(f.w) * 8;
+            let seg = b.geo.seg_of(off).unwrap();
+            let c = b.mem.load(b.geo.seg_ctl_off(seg), Relaxed);
+            b.mem.store(
+                b.geo.seg_ctl_off(seg),
+                seg_ctl(ctl_gen(c) + (1 << SLOT_GEN_BITS), SegState::Sealed, 0),
+                Relaxed,
+            );
+            b.write_item_ext(off, &jj, b"j's value", 0, &[]);
+            b.mem.store(f.slot, f.w & !REF_BIT, Release);
+        },
+    );
+    a.mem.arm(1);
+    let r = a.incr(w.aw, &mut lane, b"n", 1, false).unwrap();
+    assert_eq!(a.mem.left(), 0, "the window was not reached");
+    let mut out = Vec::new();
+    assert!(
+        w.b.get(w.bw, &j, &mut out).unwrap().is_some(),
+        "the increment replaced another key's slot"
+    );
+    assert_eq!(out, b"j's value");
+    assert_eq!(
+        r, None,
+        "the counter was deleted before the increment published"
+    );
+    assert!(w.b.get(w.bw, b"n", &mut Vec::new()).unwrap().is_none());
 }

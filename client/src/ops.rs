@@ -67,7 +67,9 @@ impl<M: Mem> Engine<M> {
                     Fresh::Dead => {
                         out.truncate(mark);
                         // Relaxed: unlinking a dead item publishes nothing.
-                        if self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
+                        if self.still_current(&f)
+                            && self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok()
+                        {
                             self.count(who, Counter::Expired);
                         }
                         break;
@@ -258,7 +260,7 @@ impl<M: Mem> Engine<M> {
         while let Some(f) = self.lookup_for_write(who, key, hash, None) {
             // Relaxed: unlinking publishes nothing; the item stays intact for readers that
             // already loaded the old word (they linearize before the delete).
-            if self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
+            if self.still_current(&f) && self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
                 let live = self.is_live(&f.info);
                 self.count(
                     who,
@@ -304,11 +306,14 @@ impl<M: Mem> Engine<M> {
             let t = f(&mut buf, &mut expires_at)?;
             self.check_value(&buf)?;
             let new_w = self.append(who, lane, key, &buf, expires_at, hash, &ext)?;
-            // Release: publishes the new item. Relaxed failure: redo from the new state.
-            if self
-                .mem
-                .cas(found.slot, found.w, new_w, Release, Relaxed)
-                .is_ok()
+            // The word was read before the append, which may have evicted and waited:
+            // re-validated right before the CAS. Release: publishes the new item. Relaxed
+            // failure: redo from the new state (the new item is left as dead space).
+            if self.still_current(&found)
+                && self
+                    .mem
+                    .cas(found.slot, found.w, new_w, Release, Relaxed)
+                    .is_ok()
             {
                 self.count(who, Counter::Sets);
                 return Ok(Some(t));
