@@ -41,6 +41,14 @@ impl<M: Mem> Engine<M> {
         }
         let s = self.acquire(who, size)?;
         lane.seg = Some(s);
+        // Every path of acquire hands over a segment with room (a FREE one from 0, an
+        // adopted or copy-forward one checked); checked again here, where a wrong answer
+        // would write over the next segment's items (design.md §4.5).
+        if s.wptr + size > self.geo.seg_size() {
+            self.seal(who, s);
+            lane.seg = None;
+            return Err(NoSpace);
+        }
         Ok(s)
     }
 

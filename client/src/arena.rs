@@ -7,8 +7,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::layout::{
-    item_size, Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, H_PARAMS_CRC, KEY_LEN_LIMIT,
-    LAYOUT_VERSION, MAGIC, MAX_SEG_SHIFT, MIN_SEG_SHIFT, PARAMS_LEN, VALUE_LEN_LIMIT,
+    item_size, Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, H_PARAMS_CRC, ITEM_HEADER_SIZE,
+    KEY_LEN_LIMIT, LAYOUT_VERSION, MAGIC, MAX_SEG_SHIFT, MAX_TAGS, MIN_SEG_SHIFT, PARAMS_LEN,
+    VALUE_LEN_LIMIT,
 };
 use crate::mapping::{HugePages, Mapping};
 use crate::Error;
@@ -23,7 +24,8 @@ use crate::Error;
 pub struct Config {
     capacity: u64,
     max_key: u32,
-    max_value: u32,
+    /// `None`: 1 MiB, or less where an explicit segment size needs it (see `limits`).
+    max_value: Option<u32>,
     segment_size: Option<u64>,
     avg_item_size: u64,
     max_processes: u32,
@@ -33,12 +35,14 @@ pub struct Config {
 
 impl Config {
     /// An arena file of `capacity_bytes` bytes, with defaults: keys up to 250 bytes,
-    /// values up to 1 MiB, 256 processes, index sized for 128-byte items, mode 0660.
+    /// values up to 1 MiB (less if a smaller [`Config::segment_size`] is given: the
+    /// largest value that fits a segment with every extension word), 256 processes, index
+    /// sized for 128-byte items, mode 0660.
     pub fn new(capacity_bytes: u64) -> Config {
         Config {
             capacity: capacity_bytes,
             max_key: 250,
-            max_value: 1 << 20,
+            max_value: None,
             segment_size: None,
             avg_item_size: 128,
             max_processes: 256,
@@ -53,11 +57,12 @@ impl Config {
     }
     /// Longest value accepted (at most 16 MiB − 1).
     pub fn max_value_len(mut self, n: u32) -> Config {
-        self.max_value = n;
+        self.max_value = Some(n);
         self
     }
-    /// Segment size (a power of two from 64 KiB to 1 GiB, at least the largest item).
-    /// Default: the smallest power of two ≥ max(1 MiB, largest item).
+    /// Segment size (a power of two from 64 KiB to 1 GiB, at least the largest item with
+    /// every extension word: header, key, value, and up to 72 bytes of stale grace, tags
+    /// and load time). Default: the smallest power of two ≥ max(1 MiB, largest item).
     pub fn segment_size(mut self, n: u64) -> Config {
         self.segment_size = Some(n);
         self
@@ -94,6 +99,53 @@ impl Config {
         Error::InvalidConfig { reason }
     }
 
+    /// The value limit and segment size this configuration gives, checked: the largest
+    /// item — header, key, value *and* every extension word a write may add (the meta word
+    /// and `MAX_TAGS` tags: `get_or_load` always adds the meta word) — must fit a segment
+    /// (design.md §2.5, §2.6). Counting without them let a maximum-size `get_or_load`
+    /// write past its segment's end, over the next segment's first items.
+    fn limits(&self) -> Result<(u32, u64), Error> {
+        let ext = MAX_EXT_WORDS * 8 + u64::from(self.max_key);
+        let fits = |seg: u64| seg.saturating_sub(ITEM_HEADER_SIZE + ext);
+        let max_value = match (self.max_value, self.segment_size) {
+            (Some(v), _) => v,
+            // The default limit, lowered to what an explicit segment size can hold.
+            (None, Some(seg)) => u32::try_from(fits(seg)).unwrap_or(u32::MAX).min(1 << 20),
+            (None, None) => 1 << 20,
+        };
+        if max_value > VALUE_LEN_LIMIT {
+            return Err(Self::invalid(format!(
+                "max value length {max_value} is over {VALUE_LEN_LIMIT} (16 MiB - 1), the most an item header can describe"
+            )));
+        }
+        let largest = item_size(ext, u64::from(max_value));
+        let seg = match self.segment_size {
+            Some(s) => s,
+            None => largest.max(1 << 20).next_power_of_two(),
+        };
+        if !seg.is_power_of_two()
+            || !(MIN_SEG_SHIFT..=MAX_SEG_SHIFT).contains(&seg.trailing_zeros())
+        {
+            return Err(Self::invalid(format!(
+                "segment size {seg} is not a power of two from 64 KiB to 1 GiB"
+            )));
+        }
+        if largest > seg {
+            return Err(Self::invalid(format!(
+                "the largest item ({largest} bytes: max key {}, max value {max_value} and up to {} bytes of stale grace, tags and load time) does not fit a {seg}-byte segment; lower max value to at most {} or raise the segment size",
+                self.max_key,
+                MAX_EXT_WORDS * 8,
+                fits(seg)
+            )));
+        }
+        Ok((max_value, seg))
+    }
+
+    /// The longest value an arena created from this configuration accepts.
+    pub fn value_limit(&self) -> Result<u32, Error> {
+        self.limits().map(|(v, _)| v)
+    }
+
     /// Checks the limits and plans the layout.
     pub(crate) fn plan(&self) -> Result<Geometry, Error> {
         if self.max_key == 0 || self.max_key > KEY_LEN_LIMIT {
@@ -108,30 +160,7 @@ impl Config {
                 self.max_processes
             )));
         }
-        if self.max_value > VALUE_LEN_LIMIT {
-            return Err(Self::invalid(format!(
-                "max value length {} is over {VALUE_LEN_LIMIT} (16 MiB - 1), the most an item header can describe",
-                self.max_value
-            )));
-        }
-        let largest = item_size(u64::from(self.max_key), u64::from(self.max_value));
-        let seg = match self.segment_size {
-            Some(s) => s,
-            None => largest.max(1 << 20).next_power_of_two(),
-        };
-        if !seg.is_power_of_two()
-            || !(MIN_SEG_SHIFT..=MAX_SEG_SHIFT).contains(&seg.trailing_zeros())
-        {
-            return Err(Self::invalid(format!(
-                "segment size {seg} is not a power of two from 64 KiB to 1 GiB"
-            )));
-        }
-        if largest > seg {
-            return Err(Self::invalid(format!(
-                "the largest item ({largest} bytes for max key {} and max value {}) does not fit a {seg}-byte segment; lower max value or raise the segment size",
-                self.max_key, self.max_value
-            )));
-        }
+        let (_, seg) = self.limits()?;
         Geometry::plan(self.capacity, seg.trailing_zeros(), self.max_processes, 1024, 1024, self.avg_item_size).ok_or_else(|| {
             Self::invalid(format!(
                 "capacity {} bytes holds fewer than {} segments of {seg} bytes plus the index; raise capacity or lower max value / segment size",
@@ -152,7 +181,7 @@ impl Config {
             && g.nbuckets == info.buckets
             && g.nprocs == info.max_processes
             && self.max_key == info.max_key
-            && self.max_value == info.max_value)
+            && self.value_limit()? == info.max_value)
     }
 }
 
@@ -244,7 +273,7 @@ fn format_into(tmp: &Path, geo: &Geometry, config: &Config) -> Result<(), Error>
         ntags: geo.ntags,
         nleases: geo.nleases,
         max_key: config.max_key,
-        max_value: config.max_value,
+        max_value: config.value_limit()?,
         epoch: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -289,6 +318,15 @@ fn random_seed() -> u64 {
             ^ u64::from(std::process::id())
     }
 }
+
+/// Latest creation time (`epoch`, unix seconds) an arena header may carry: year ~4147. Time
+/// arithmetic on it (milliseconds for leases, the 2³¹-second expiry range) then has decades
+/// of bits to spare; a header saying more is damaged.
+const MAX_EPOCH: u64 = 1 << 36;
+
+/// Extension words a write may put between an item's header and its key: the meta word
+/// and up to `MAX_TAGS` tags (design.md §2.6).
+const MAX_EXT_WORDS: u64 = 1 + MAX_TAGS as u64;
 
 /// Opens `path` read-write and validates everything about it that can be checked before
 /// mapping: a regular file, long enough, our magic, version, checksum, size and geometry.
@@ -347,6 +385,9 @@ pub(crate) fn open_validated(path: &Path) -> Result<(File, Params, Geometry), Er
             p.hash_algo, p.header_size
         )));
     }
+    // Without extension words, as arenas were checked before layout 2's review: such an
+    // arena keeps working, and a write whose item with its extension words cannot fit a
+    // segment is refused with ValueTooLarge (ops.rs `append`).
     if p.max_key == 0
         || p.max_key > KEY_LEN_LIMIT
         || p.max_value > VALUE_LEN_LIMIT
@@ -359,5 +400,21 @@ pub(crate) fn open_validated(path: &Path) -> Result<(File, Params, Geometry), Er
     let geo = p
         .geometry()
         .ok_or_else(|| damaged("region offsets do not match its counts".into()))?;
+    // Parameters a checksum-valid header may carry that the code cannot live with (a
+    // random patch never produces them: it breaks the derived offsets or the checksum).
+    // Every arena this crate creates has both tables (1024 entries each); without a tag
+    // table invalidate_tag would count in the next region's words.
+    if p.ntags == 0 || p.nleases == 0 {
+        return Err(damaged(format!(
+            "{} tag table entries and {} lease table entries (an arena has both tables)",
+            p.ntags, p.nleases
+        )));
+    }
+    if p.epoch > MAX_EPOCH {
+        return Err(damaged(format!(
+            "creation time (epoch) {} lies beyond the year 4000: not a time a clock gave",
+            p.epoch
+        )));
+    }
     Ok((f, p, geo))
 }

@@ -107,6 +107,40 @@ impl Params {
 
     /// The geometry these parameters describe, if their offsets are the ones the counts
     /// imply.
+    /// These parameters with every derived offset recomputed from the counts (when the
+    /// counts fit `arena_size`), for tools that build headers field by field: tests of the
+    /// validator and the fuzzer's structured mode.
+    #[doc(hidden)]
+    pub fn with_derived_offsets(mut self) -> Params {
+        if let Some(g) = Geometry::from_counts(
+            self.arena_size,
+            self.seg_shift,
+            self.nsegs,
+            self.nprocs,
+            self.nbuckets,
+            self.ntags,
+            self.nleases,
+        ) {
+            self.procs_off = g.procs_off;
+            self.tags_off = g.tags_off;
+            self.leases_off = g.leases_off;
+            self.segtab_off = g.segtab_off;
+            self.index_off = g.index_off;
+            self.segs_off = g.segs_off;
+        }
+        self
+    }
+
+    /// The immutable header as stored: the parameters, then their crc32c (`params_crc`).
+    #[doc(hidden)]
+    pub fn to_bytes_with_crc(&self) -> [u8; PARAMS_LEN + 4] {
+        let mut b = [0u8; PARAMS_LEN + 4];
+        let p = self.to_bytes();
+        b[..PARAMS_LEN].copy_from_slice(&p);
+        b[PARAMS_LEN..].copy_from_slice(&crc32c::crc32c(&p).to_le_bytes());
+        b
+    }
+
     pub fn geometry(&self) -> Option<Geometry> {
         let g = Geometry::from_counts(
             self.arena_size,

@@ -9,7 +9,7 @@ use crate::index::{Lookup, Mode, Outcome, READ_RETRIES};
 use crate::item::ItemInfo;
 use crate::layout::{
     hash_tag, item_size, slot_loc, slot_tag, slot_word, Counter, B_SLOTS, H_FLUSH_GEN,
-    SLOTS_PER_BUCKET,
+    ITEM_HEADER_SIZE, SLOTS_PER_BUCKET,
 };
 use crate::mem::Mem;
 use crate::sync::Ordering::*;
@@ -36,6 +36,16 @@ impl<M: Mem> Engine<M> {
             });
         }
         Ok(())
+    }
+
+    /// The longest value an item with this key and `ext` extension words may have: the
+    /// arena's limit, or less where the item would not fit a segment (design.md §2.5).
+    fn max_value_with(&self, key_len: usize, ext: usize) -> u32 {
+        let room = self
+            .geo
+            .seg_size()
+            .saturating_sub(ITEM_HEADER_SIZE + ext as u64 * 8 + key_len as u64);
+        u32::try_from(room).unwrap_or(u32::MAX).min(self.max_value)
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), Error> {
@@ -243,6 +253,15 @@ impl<M: Mem> Engine<M> {
         ext: &[u64],
     ) -> Result<u64, Error> {
         let size = item_size(ext.len() as u64 * 8 + key.len() as u64, value.len() as u64);
+        if size > self.geo.seg_size() {
+            // Only in an arena whose limits were checked without extension words (before
+            // layout 2's review): its largest value fits a segment only without them.
+            self.count(who, Counter::Rejected);
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max: self.max_value_with(key.len(), ext.len()),
+            });
+        }
         let s = self.lane_room(who, lane, size).map_err(|_| {
             self.count(who, Counter::Rejected);
             Error::ArenaFull
@@ -415,6 +434,65 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(not(larder_loom))]
+    #[test]
+    fn an_item_whose_extension_words_make_it_larger_than_a_segment_is_refused() {
+        use crate::alloc::Lane;
+        use crate::index::Mode;
+        use crate::layout::{item_meta, item_size};
+        use crate::Error;
+        // 64 KiB segments and keys up to 16 bytes: the largest value fits a segment exactly
+        // without extension words, as an arena checked only that way allows.
+        let max = (64 << 10) - 8 - 16;
+        let (e, w, _) = crate::testkit::engine(4, 16, 64, 1, max);
+        assert_eq!(item_size(16, u64::from(max)), 64 << 10);
+        let mut lane = Lane::default();
+        let key = [b'k'; 16];
+        let value = vec![7u8; max as usize];
+        // One extension word (stale grace, or get_or_load's load time): 8 bytes too many.
+        let r = e.write_ext(
+            w[0],
+            &mut lane,
+            &key,
+            &value,
+            None,
+            Mode::Set,
+            &[item_meta(5, 0, 0)],
+        );
+        match r {
+            Err(Error::ValueTooLarge { len, max: limit }) => {
+                assert_eq!(len, value.len());
+                assert_eq!(
+                    limit,
+                    max - 8,
+                    "the limit for this key with one extension word"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing was written anywhere: every segment is still free, and the largest item
+        // without extension words is stored and reads back.
+        assert_eq!(e.stats().items, 0);
+        e.write(w[0], &mut lane, &key, &value, None, Mode::Set)
+            .unwrap();
+        let mut out = Vec::new();
+        assert!(e.get(w[0], &key, &mut out).unwrap().is_some());
+        assert_eq!(out, value);
+        let small = vec![1u8; max as usize - 8];
+        e.write_ext(
+            w[0],
+            &mut lane,
+            b"other",
+            &small,
+            None,
+            Mode::Set,
+            &[item_meta(5, 0, 0)],
+        )
+        .unwrap();
+        assert!(e.get(w[0], b"other", &mut Vec::new()).unwrap().is_some());
+        assert!(e.get(w[0], &key, &mut Vec::new()).unwrap().is_some());
+    }
+
     #[test]
     fn parse_u64_accepts_only_decimal() {
         assert_eq!(super::parse_u64(b"0"), Some(0));

@@ -204,6 +204,59 @@ fn ttls_grace_and_leases_beyond_the_arena_time_range_are_invalid_ttls_not_overfl
 }
 
 #[test]
+fn the_largest_item_with_every_extension_word_fits_a_segment() {
+    let d = TempDir::new("api");
+    let tags: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let all = |o: SetOptions| tags.iter().fold(o, |o, t| o.tag(t));
+    // A limit that fits a 64 KiB segment only without extension words is refused, naming
+    // the value that would fit.
+    let r = Cache::create(
+        d.arena(),
+        &Config::new(1 << 20)
+            .segment_size(64 << 10)
+            .max_key_len(250)
+            .max_value_len((64 << 10) - 258),
+    );
+    match r {
+        Err(Error::InvalidConfig { reason }) => assert!(reason.contains("65206"), "{reason}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // Without a value limit, an explicit segment size lowers the default one to what fits.
+    let c = Cache::create(
+        d.arena(),
+        &Config::new(1 << 20).segment_size(64 << 10).max_key_len(250),
+    )
+    .unwrap();
+    let (max_key, max_value) = c.limits();
+    assert_eq!((max_key, max_value), (250, (64 << 10) - 8 - 72 - 250));
+    // A value of the limit with every extension word is stored and reads back, through
+    // get_or_load (which always adds its load time) and with eight tags, and the items
+    // around it are intact.
+    let key = vec![b'k'; 250];
+    let value = vec![9u8; max_value as usize];
+    c.set(b"before", b"x", None).unwrap();
+    let opts = LoadOptions::new().store(all(SetOptions::new().stale_grace(Duration::from_secs(5))));
+    let v = c
+        .get_or_load(&key, &opts, || Ok::<_, std::io::Error>(value.clone()))
+        .unwrap();
+    assert_eq!(v, value);
+    assert_eq!(c.get(&key).unwrap().as_deref(), Some(&value[..]));
+    for i in 0..20u32 {
+        let k = format!("big{i}");
+        c.set_with(k.as_bytes(), &value, &all(SetOptions::new()))
+            .unwrap();
+        c.set(format!("small{i}").as_bytes(), b"s", None).unwrap();
+    }
+    assert_eq!(c.get(b"small19").unwrap().as_deref(), Some(&b"s"[..]));
+    assert_eq!(c.get(b"big19").unwrap().as_deref(), Some(&value[..]));
+    assert_eq!(c.stats().totals.corrupt, 0);
+    assert!(matches!(
+        c.set(&key, &vec![0; max_value as usize + 1], None),
+        Err(Error::ValueTooLarge { .. })
+    ));
+}
+
+#[test]
 fn sweep_frees_segments_of_expired_items() {
     let d = TempDir::new("api");
     let now = Arc::new(AtomicU64::new(3_000_000_000));
@@ -342,6 +395,71 @@ fn bad_arena_files_are_refused_before_mapping() {
     );
     f.set_len(orig.len() as u64).unwrap();
     Cache::open(&p).expect("restored arena opens");
+}
+
+/// A valid arena whose header is rewritten field by field, with the derived offsets and
+/// the checksum recomputed: what random byte patches never produce (they break the offsets
+/// or the crc), and what the validator must refuse on its own.
+fn open_with_header(
+    d: &TempDir,
+    patch: impl FnOnce(&mut larder::layout::Params),
+) -> Result<Cache, Error> {
+    use std::os::unix::fs::FileExt;
+    let p = d.arena();
+    let _ = std::fs::remove_file(&p);
+    drop(Cache::create(&p, &small(4 << 20)).unwrap());
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    let mut head = [0u8; larder::layout::PARAMS_LEN];
+    f.read_exact_at(&mut head, 0).unwrap();
+    let mut params = larder::layout::Params::from_bytes(&head);
+    patch(&mut params);
+    f.write_all_at(&params.with_derived_offsets().to_bytes_with_crc(), 0)
+        .unwrap();
+    Cache::open(&p)
+}
+
+#[test]
+fn headers_with_valid_checksums_but_unusable_parameters_are_refused() {
+    let d = TempDir::new("api");
+    // The unchanged header round-trips and opens.
+    let c = open_with_header(&d, |_| {}).expect("an untouched header opens");
+    c.set(b"k", b"v", None).unwrap();
+    drop(c);
+    type Patch = fn(&mut larder::layout::Params);
+    let refused: [(&str, Patch); 5] = [
+        // invalidate_tag would increment a word outside the tag table (with both counts 0,
+        // segment 0's control word).
+        ("no tag table", |p| p.ntags = 0),
+        ("no lease table", |p| p.nleases = 0),
+        ("no tag or lease table", |p| {
+            p.ntags = 0;
+            p.nleases = 0;
+        }),
+        // epoch * 1000 overflows in the lease clock.
+        ("epoch", |p| p.epoch = u64::MAX),
+        ("epoch", |p| p.epoch = u64::MAX / 1000 + 1),
+    ];
+    for (what, patch) in refused {
+        match open_with_header(&d, patch) {
+            Err(Error::BadArena { reason, .. }) => {
+                assert!(
+                    reason.contains(what.split(' ').next_back().unwrap()),
+                    "{what}: {reason}"
+                )
+            }
+            Err(e) => panic!("{what}: refused for another reason: {e}"),
+            Ok(c) => {
+                // What accepting it does.
+                let _ = c.invalidate_tag("t");
+                let _ = c.get_or_insert_with(b"k", None, || Ok::<_, std::io::Error>(b"v".to_vec()));
+                panic!("{what}: accepted")
+            }
+        }
+    }
 }
 
 #[test]

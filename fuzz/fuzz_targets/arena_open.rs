@@ -3,7 +3,13 @@
 //! and misses are the only allowed answers to damage (design.md §7).
 //!
 //! The input's first byte chooses what the rest is:
-//! - `0..=63`: the whole file.
+//! - `0..=47`: the whole file.
+//! - `48..=63`: header fields of the model arena (below), set one by one: each 9-byte chunk
+//!   is `(field: u8, value: u64 LE)` (fields in `set_field`), after which the derived offsets
+//!   are recomputed from the counts (`Params::with_derived_offsets`) and the checksum from
+//!   the result, so the validator meets checksum-valid headers with hostile parameters
+//!   (no tag table, a huge epoch, ...), which random patches never produce. A changed
+//!   `arena_size` up to 64 MiB also resizes the file.
 //! - otherwise: patches to a small valid arena made once per process (the "model"): each
 //!   5-byte chunk is `(offset: u32 LE, byte)`; bit 6 of the first byte confines the offsets
 //!   to the metadata (header, process slots, segment table, index), bit 7 then recomputes
@@ -54,8 +60,11 @@ fn build(data: &[u8]) -> Vec<u8> {
     let Some((&mode, rest)) = data.split_first() else {
         return Vec::new();
     };
-    if mode < 64 {
+    if mode < 48 {
         return rest.to_vec();
+    }
+    if mode < 64 {
+        return structured(rest);
     }
     let mut b = model().clone();
     let mut rest = rest;
@@ -89,6 +98,42 @@ fn build(data: &[u8]) -> Vec<u8> {
         let crc = crc32c::crc32c(&b[..PARAMS_LEN.min(H_PARAMS_CRC as usize)]);
         b[H_PARAMS_CRC as usize..H_PARAMS_CRC as usize + 4].copy_from_slice(&crc.to_le_bytes());
     }
+    b
+}
+
+/// Sets header field number `field` of `p` to `v` (truncated to the field's width).
+fn set_field(p: &mut Params, field: u8, v: u64) {
+    match field % 14 {
+        0 => p.arena_size = v,
+        1 => p.hash_seed = v,
+        2 => p.seg_shift = v as u32,
+        3 => p.nsegs = v as u32,
+        4 => p.nprocs = v as u32,
+        5 => p.nbuckets = v,
+        6 => p.ntags = v as u32,
+        7 => p.nleases = v as u32,
+        8 => p.max_key = v as u32,
+        9 => p.max_value = v as u32,
+        10 => p.epoch = v,
+        11 => p.layout_version = v as u32,
+        12 => p.hash_algo = v as u32,
+        _ => p.header_size = v as u32,
+    }
+}
+
+/// The model arena with its header rebuilt field by field (see the module comment).
+fn structured(rest: &[u8]) -> Vec<u8> {
+    let mut b = model().clone();
+    let mut p = Params::from_bytes(b[..PARAMS_LEN].try_into().expect("PARAMS_LEN bytes"));
+    for chunk in rest.chunks_exact(9) {
+        let v = u64::from_le_bytes(chunk[1..].try_into().expect("8 bytes"));
+        set_field(&mut p, chunk[0], v);
+    }
+    let p = p.with_derived_offsets();
+    if p.arena_size <= 64 << 20 && p.arena_size as usize >= PARAMS_LEN + 4 {
+        b.resize(p.arena_size as usize, 0);
+    }
+    b[..PARAMS_LEN + 4].copy_from_slice(&p.to_bytes_with_crc());
     b
 }
 
