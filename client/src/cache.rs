@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::alloc::Lane;
 use crate::arena::{create_file, open_validated, Config};
-use crate::engine::{Clock, Engine, Liveness, Who};
+use crate::engine::{Clock, Engine, Liveness, SlotProbe, Who};
 use crate::expiry::SweepReport;
 use crate::index::{Mode, Outcome};
 use crate::layout::{
@@ -96,6 +96,38 @@ impl Liveness for OfdLiveness {
     fn slot_unlocked(&self, slot: u32) -> bool {
         !ofd::is_locked(self.file.as_raw_fd(), self.geo.proc_off(slot))
     }
+
+    fn probe(&self) -> std::io::Result<Box<dyn SlotProbe + '_>> {
+        Ok(Box::new(OfdProbe {
+            fd: reopen(&self.file)?,
+            geo: self.geo,
+        }))
+    }
+}
+
+/// A description of the arena of its own, whose locks are its own: taking a slot's lock
+/// through it fails while the slot's holder (or another reaper) holds it.
+struct OfdProbe {
+    fd: File,
+    geo: Geometry,
+}
+
+impl SlotProbe for OfdProbe {
+    fn try_lock(&self, slot: u32) -> std::io::Result<bool> {
+        ofd::try_lock(self.fd.as_raw_fd(), self.geo.proc_off(slot))
+    }
+
+    fn unlock(&self, slot: u32) {
+        ofd::unlock(self.fd.as_raw_fd(), self.geo.proc_off(slot));
+    }
+}
+
+/// A new open file description of the file `f` describes (so its locks are ours alone).
+fn reopen(f: &File) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{}", f.as_raw_fd()))
 }
 
 // `Cache` is shared between threads freely.
@@ -481,27 +513,10 @@ impl Cache {
     /// Returns the number of slots reaped. Safe to run from several processes at once.
     pub fn reclaim_dead_clients(&self) -> Result<u32, Error> {
         let who = self.inner.who()?;
-        let probe = self.inner.fresh_description()?;
-        let mut reaped = 0;
-        for slot in 0..self.inner.eng.geo.nprocs {
-            let reg = self.inner.eng.slot_reg(slot);
-            if reg == 0 {
-                continue;
-            }
-            let off = self.inner.eng.geo.proc_off(slot);
-            if ofd::try_lock(probe.as_raw_fd(), off)
-                .map_err(|e| Error::io("locking a process slot of", &self.inner.path, e))?
-            {
-                // We hold the slot's lock: nobody alive is registered there, and no other
-                // reaper can be at work on it.
-                if self.inner.eng.slot_reg(slot) == reg {
-                    self.inner.eng.reap(who, slot, reg);
-                    reaped += 1;
-                }
-                ofd::unlock(probe.as_raw_fd(), off);
-            }
-        }
-        Ok(reaped)
+        self.inner
+            .eng
+            .reap_dead(who)
+            .map_err(|e| Error::io("locking a process slot of", &self.inner.path, e))
     }
 
     /// `true` if the daemon replaced this arena file: re-open the path to get the new one.
@@ -700,12 +715,7 @@ impl Inner {
 
     /// A new open file description of our arena (so its locks are ours alone).
     fn fresh_description(&self) -> Result<File, Error> {
-        let p = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&p)
-            .map_err(|e| Error::io("reopening", &self.path, e))
+        reopen(&self.file).map_err(|e| Error::io("reopening", &self.path, e))
     }
 
     fn register(&self, reg: &mut Registration) -> Result<(), Error> {

@@ -23,6 +23,17 @@ pub(crate) struct Who {
 pub(crate) trait Liveness: Send + Sync {
     /// `true` only if certainly nobody holds it (a failed check must answer `false`).
     fn slot_unlocked(&self, slot: u32) -> bool;
+
+    /// A way to take slots' locks, for reaping (design.md §6.1).
+    fn probe(&self) -> std::io::Result<Box<dyn SlotProbe + '_>>;
+}
+
+/// Takes process slots' liveness locks through a description of its own.
+pub(crate) trait SlotProbe {
+    /// Takes `slot`'s lock if nobody holds it: `true` makes the caller the slot's only
+    /// reaper (nobody alive is registered there) until it calls `unlock`.
+    fn try_lock(&self, slot: u32) -> std::io::Result<bool>;
+    fn unlock(&self, slot: u32);
 }
 
 /// Wall-clock source for TTLs; tests substitute a manual one.

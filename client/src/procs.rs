@@ -102,6 +102,30 @@ impl<M: Mem> Engine<M> {
         n
     }
 
+    /// Reaps every registration whose process is dead (design.md §6.1): the daemon does it
+    /// every sweep, and a client that finds no segment does it before giving up, so an arena
+    /// without a daemon recovers what killed clients held. Returns the slots reaped.
+    pub(crate) fn reap_dead(&self, me: Who) -> std::io::Result<u32> {
+        let probe = self.live.probe()?;
+        let mut reaped = 0;
+        for slot in 0..self.geo.nprocs {
+            let reg = self.slot_reg(slot);
+            if reg == 0 || slot == me.slot {
+                continue;
+            }
+            if probe.try_lock(slot)? {
+                // We hold the slot's lock: nobody alive is registered there, and no other
+                // reaper can be at work on it.
+                if self.slot_reg(slot) == reg {
+                    self.reap(me, slot, reg);
+                    reaped += 1;
+                }
+                probe.unlock(slot);
+            }
+        }
+        Ok(reaped)
+    }
+
     /// `true` if the process registered as `reg` in `slot` is certainly gone. A holder
     /// naming a slot that does not exist (a damaged lock word) counts as gone.
     pub(crate) fn is_dead(&self, slot: u32, reg: u32) -> bool {

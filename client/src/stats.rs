@@ -72,6 +72,9 @@ pub struct ProcessStats {
     pub attached_at: u64,
     /// Its counts since it attached.
     pub counters: Counters,
+    /// `false`: the process is gone (nobody holds its slot's lock) and its slot waits for
+    /// a reaper — the daemon's next sweep, or a client that runs out of segments.
+    pub alive: bool,
 }
 
 /// A snapshot of the cache's statistics.
@@ -114,6 +117,7 @@ impl<M: Mem> Engine<M> {
                     pid: self.mem.load(base + PS_PID, Relaxed) as u32,
                     attached_at: self.mem.load(base + PS_STARTED, Relaxed),
                     counters: Counters::from_array(own),
+                    alive: !self.live.slot_unlocked(slot),
                 });
             }
         }

@@ -1,6 +1,6 @@
 //! A small engine over heap memory, for unit tests, loom and miri.
 
-use crate::engine::{Engine, Liveness, Who};
+use crate::engine::{Engine, Liveness, SlotProbe, Who};
 use crate::layout::{
     Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_ARENA_SIZE,
 };
@@ -16,6 +16,19 @@ impl Liveness for TestLiveness {
         // Relaxed: plays the kernel's part; tests set bits before the racing threads run.
         self.0.load(std::sync::atomic::Ordering::Relaxed) & (1 << slot) != 0
     }
+
+    fn probe(&self) -> std::io::Result<Box<dyn SlotProbe + '_>> {
+        Ok(Box::new(self))
+    }
+}
+
+/// A dead slot's lock is always free to take (the tests run one reaper at a time).
+impl SlotProbe for &TestLiveness {
+    fn try_lock(&self, slot: u32) -> std::io::Result<bool> {
+        Ok(self.slot_unlocked(slot))
+    }
+
+    fn unlock(&self, _slot: u32) {}
 }
 
 /// The parameters of a small heap arena.

@@ -63,10 +63,11 @@ fn counters_json(c: &Counters) -> Value {
     Value::Object(m)
 }
 
-/// The processes to show: everyone attached but this cachectl.
-/// The attached clients. cachectl observes without a process slot, so it is never one.
+/// The attached clients that are alive. cachectl observes without a process slot, so it is
+/// never one; a killed client's slot stays registered until someone reaps it (the daemon's
+/// sweep, or a client out of segments), and is not shown meanwhile.
 fn others(s: &Stats) -> impl Iterator<Item = &larder::ProcessStats> {
-    s.processes.iter()
+    s.processes.iter().filter(|p| p.alive)
 }
 
 fn pct(part: u64, whole: u64) -> f64 {
