@@ -1,16 +1,17 @@
 //! The public handle: [`Cache`].
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering as StdOrdering};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering as StdOrdering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::alloc::Lane;
 use crate::arena::{create_file, open_validated, Config};
 use crate::engine::{Clock, Engine, Liveness, SlotProbe, Who};
 use crate::expiry::SweepReport;
+use crate::fork::LockFd;
 use crate::index::{Mode, Outcome};
 use crate::layout::{
     Geometry, Params, H_CLEAN, H_DAEMON_PID, H_DAEMON_STARTED, H_GENERATION, H_RETIRED, H_SNAP_ACK,
@@ -71,20 +72,46 @@ struct Inner {
     /// The description the mapping was made from; used for GETLK probes only (it never
     /// holds a lock, so sharing it with a forked child is harmless).
     file: Arc<File>,
-    /// Our registration: slot << 32 | reg.
-    who: AtomicU64,
-    /// FORK_EPOCH when we registered.
-    epoch: AtomicU64,
-    reg: Mutex<Registration>,
-    lanes: Box<[Mutex<Lane>]>,
+    /// This process's registration, of the current fork epoch. Never null; in a forked
+    /// child it is replaced by the child's own, and the parent's is leaked (design.md §3).
+    att: AtomicPtr<Attachment>,
+    /// Write lanes per attachment.
+    nlanes: usize,
     /// Opened with `open_observer`: no process slot, no item operations.
     observer: bool,
 }
 
-struct Registration {
-    /// Holds the OFD lock on our slot's byte. `None` after a fork closed it.
-    fd: Option<OwnedFd>,
-    table_idx: Option<usize>,
+/// What one process — one fork epoch of it — holds in the arena: a process slot and its
+/// lock, and the lanes it appends through. A forked child makes its own and never touches
+/// its parent's: the lanes' mutexes may be held by threads that do not exist in the child,
+/// and their segments are the parent's.
+struct Attachment {
+    /// The fork epoch it was made in (`u64::MAX` for an observer's, which none reaches).
+    epoch: u64,
+    who: Who,
+    /// Holds the OFD lock on our slot's byte (`None` for an observer); never read: closing
+    /// it, when the attachment is dropped, releases the lock.
+    _lock: Option<LockFd>,
+    lanes: Box<[Mutex<Lane>]>,
+}
+
+impl Attachment {
+    /// A lane for this thread: the first free one from a per-thread start, else wait.
+    fn lane(&self) -> MutexGuard<'_, Lane> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            // Relaxed: only spreads threads over lanes.
+            static START: usize = NEXT.fetch_add(1, StdOrdering::Relaxed);
+        }
+        let n = self.lanes.len();
+        let start = START.with(|s| *s) % n;
+        for i in 0..n {
+            if let Ok(g) = self.lanes[(start + i) % n].try_lock() {
+                return g;
+            }
+        }
+        self.lanes[start].lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 struct OfdLiveness {
@@ -99,7 +126,9 @@ impl Liveness for OfdLiveness {
 
     fn probe(&self) -> std::io::Result<Box<dyn SlotProbe + '_>> {
         Ok(Box::new(OfdProbe {
-            fd: reopen(&self.file)?,
+            // A LockFd: a fork while it holds a dead slot's lock must not leave the child
+            // holding it (the slot would stay "alive" for the child's lifetime).
+            fd: LockFd::open(|| reopen(&self.file))?,
             geo: self.geo,
         }))
     }
@@ -108,7 +137,7 @@ impl Liveness for OfdLiveness {
 /// A description of the arena of its own, whose locks are its own: taking a slot's lock
 /// through it fails while the slot's holder (or another reaper) holds it.
 struct OfdProbe {
-    fd: File,
+    fd: LockFd,
     geo: Geometry,
 }
 
@@ -135,47 +164,6 @@ const _: fn() = || {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Cache>();
 };
-
-// ---- fork: the child must not keep its parent's slot alive, nor use it (design.md §3) ----
-
-static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
-const FD_TABLE: usize = 64;
-static REG_FDS: [AtomicI32; FD_TABLE] = [const { AtomicI32::new(-1) }; FD_TABLE];
-static ATFORK: Once = Once::new();
-
-extern "C" fn atfork_child() {
-    for e in &REG_FDS {
-        // Relaxed: only this (single) thread runs in the child right after fork.
-        let fd = e.swap(-1, StdOrdering::Relaxed);
-        if fd >= 0 {
-            // SAFETY: close is async-signal-safe; the fd is the child's copy of a
-            // registration descriptor, which no child code uses any more.
-            unsafe { libc::close(fd) };
-        }
-    }
-    FORK_EPOCH.fetch_add(1, StdOrdering::Relaxed);
-}
-
-fn remember_fd(fd: RawFd) -> Option<usize> {
-    ATFORK.call_once(|| {
-        // SAFETY: registers a handler with the C runtime; the handler only uses
-        // async-signal-safe calls and atomics.
-        unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
-    });
-    // Relaxed: the table is read only by the atfork handler in a single-threaded child.
-    (0..FD_TABLE).find(|&i| {
-        REG_FDS[i]
-            .compare_exchange(-1, fd, StdOrdering::Relaxed, StdOrdering::Relaxed)
-            .is_ok()
-    })
-}
-
-fn forget_fd(idx: Option<usize>, fd: RawFd) {
-    if let Some(i) = idx {
-        // Relaxed: as in remember_fd.
-        let _ = REG_FDS[i].compare_exchange(fd, -1, StdOrdering::Relaxed, StdOrdering::Relaxed);
-    }
-}
 
 fn unix_now() -> u64 {
     Clock::System.unix_now()
@@ -231,29 +219,28 @@ impl Cache {
         let nlanes = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 4);
-        let inner = Inner {
+        let mut inner = Inner {
             eng,
             params,
             path: path.to_owned(),
             file,
-            who: AtomicU64::new(0),
-            epoch: AtomicU64::new(0),
-            reg: Mutex::new(Registration {
-                fd: None,
-                table_idx: None,
-            }),
-            lanes: (0..nlanes).map(|_| Mutex::new(Lane::default())).collect(),
+            att: AtomicPtr::new(std::ptr::null_mut()),
+            nlanes,
             observer,
         };
-        if observer {
-            // An epoch FORK_EPOCH never reaches: every `who()` takes the cold path, which
-            // refuses, so the hot path carries no observer check. Relaxed: the handle is not
-            // shared yet; the Arc that shares it publishes this store.
-            inner.epoch.store(u64::MAX, StdOrdering::Relaxed);
+        let first = if observer {
+            // An epoch the fork epoch never reaches: every `att()` takes the cold path,
+            // which refuses, so the hot path carries no observer check.
+            Attachment {
+                epoch: u64::MAX,
+                who: Who { slot: 0, reg: 0 },
+                _lock: None,
+                lanes: Box::new([]),
+            }
         } else {
-            let mut reg = inner.reg.lock().unwrap_or_else(|e| e.into_inner());
-            inner.register(&mut reg)?;
-        }
+            inner.register()?
+        };
+        *inner.att.get_mut() = Box::into_raw(Box::new(first));
         Ok(Cache {
             inner: Arc::new(inner),
         })
@@ -354,8 +341,8 @@ impl Cache {
         &self,
         f: impl FnOnce(&Engine<MapMem>, Who, &mut Lane) -> T,
     ) -> Result<T, Error> {
-        let who = self.inner.who()?;
-        let mut lane = self.inner.lane();
+        let a = self.inner.att()?;
+        let (who, mut lane) = (a.who, a.lane());
         Ok(f(&self.inner.eng, who, &mut lane))
     }
 
@@ -366,8 +353,8 @@ impl Cache {
         ttl: Option<Duration>,
         mode: Mode,
     ) -> Result<Outcome, Error> {
-        let who = self.inner.who()?;
-        let mut lane = self.inner.lane();
+        let a = self.inner.att()?;
+        let (who, mut lane) = (a.who, a.lane());
         self.inner.eng.write(who, &mut lane, key, value, ttl, mode)
     }
 
@@ -379,8 +366,8 @@ impl Cache {
 
     /// Gives a live item a new TTL. `true` if there was one.
     pub fn touch(&self, key: &[u8], ttl: Option<Duration>) -> Result<bool, Error> {
-        let who = self.inner.who()?;
-        let mut lane = self.inner.lane();
+        let a = self.inner.att()?;
+        let (who, mut lane) = (a.who, a.lane());
         self.inner.eng.touch(who, &mut lane, key, ttl)
     }
 
@@ -394,15 +381,15 @@ impl Cache {
     /// processes. `None` if the key is absent; [`Error::NotANumber`] if the value is not a
     /// decimal u64.
     pub fn incr(&self, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
-        let who = self.inner.who()?;
-        let mut lane = self.inner.lane();
+        let a = self.inner.att()?;
+        let (who, mut lane) = (a.who, a.lane());
         self.inner.eng.incr(who, &mut lane, key, delta, false)
     }
 
     /// Subtracts `delta` from a decimal value, stopping at 0.
     pub fn decr(&self, key: &[u8], delta: u64) -> Result<Option<u64>, Error> {
-        let who = self.inner.who()?;
-        let mut lane = self.inner.lane();
+        let a = self.inner.att()?;
+        let (who, mut lane) = (a.who, a.lane());
         self.inner.eng.incr(who, &mut lane, key, delta, true)
     }
 
@@ -673,53 +660,67 @@ impl Iterator for Keys<'_> {
 }
 
 impl Inner {
+    /// This process's attachment, registering anew first in a forked child.
     #[inline]
-    fn who(&self) -> Result<Who, Error> {
-        // Relaxed: FORK_EPOCH changes only in a forked child, before any other thread exists.
-        if FORK_EPOCH.load(StdOrdering::Relaxed) != self.epoch.load(StdOrdering::Relaxed) {
-            return self.reregister();
+    fn att(&self) -> Result<&Attachment, Error> {
+        // Acquire: pairs with the Release of the CAS that installed it (reattach), so its
+        // fields are initialised.
+        let a = self.att.load(StdOrdering::Acquire);
+        // SAFETY: never null (set in attach); an attachment stays allocated while its Inner
+        // lives (replaced ones are leaked, the current one freed in Drop).
+        let a = unsafe { &*a };
+        if a.epoch != crate::fork::epoch() {
+            return self.reattach();
         }
-        // Relaxed: written before this handle was shared (or under `reg` after a fork).
-        let v = self.who.load(StdOrdering::Relaxed);
-        Ok(Who {
-            slot: (v >> 32) as u32,
-            reg: v as u32,
-        })
+        Ok(a)
     }
 
+    #[inline]
+    fn who(&self) -> Result<Who, Error> {
+        self.att().map(|a| a.who)
+    }
+
+    /// In a forked child: registers the child (a slot, a lock, empty lanes of its own) and
+    /// installs it. Lock-free: threads of the child racing here each register, one wins the
+    /// CAS and the others give their slot back, so none can wait on anything the fork left
+    /// held (the registration mutex this replaces could be held by a thread of the parent).
     #[cold]
-    fn reregister(&self) -> Result<Who, Error> {
+    fn reattach(&self) -> Result<&Attachment, Error> {
         if self.observer {
             return Err(Error::Observer);
         }
-        let mut reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
-        if FORK_EPOCH.load(StdOrdering::Relaxed) != self.epoch.load(StdOrdering::Relaxed) {
-            // The atfork handler already closed our copy of the parent's descriptor.
-            if let Some(fd) = reg.fd.take() {
-                let _ = fd.into_raw_fd();
+        loop {
+            // Acquire: as in att.
+            let cur = self.att.load(StdOrdering::Acquire);
+            // SAFETY: as in att.
+            if unsafe { &*cur }.epoch == crate::fork::epoch() {
+                // SAFETY: as in att.
+                return Ok(unsafe { &*cur });
             }
-            for lane in self.lanes.iter() {
-                // The parent's segments stay the parent's.
-                if let Ok(mut l) = lane.try_lock() {
-                    l.seg = None;
+            let new = Box::into_raw(Box::new(self.register()?));
+            // AcqRel: Release publishes the new attachment to att's Acquire loads; Acquire
+            // on failure reads the winner's. The parent's attachment is leaked, not freed:
+            // another thread of this child may be reading it right now.
+            match self
+                .att
+                .compare_exchange(cur, new, StdOrdering::AcqRel, StdOrdering::Acquire)
+            {
+                // SAFETY: `new` stays allocated while self lives (see att).
+                Ok(_) => return Ok(unsafe { &*new }),
+                Err(_) => {
+                    // SAFETY: `new` came from Box::into_raw above and was never shared.
+                    let lost = unsafe { Box::from_raw(new) };
+                    self.detach(*lost);
                 }
             }
-            self.register(&mut reg)?;
         }
-        let v = self.who.load(StdOrdering::Relaxed);
-        Ok(Who {
-            slot: (v >> 32) as u32,
-            reg: v as u32,
-        })
     }
 
-    /// A new open file description of our arena (so its locks are ours alone).
-    fn fresh_description(&self) -> Result<File, Error> {
-        reopen(&self.file).map_err(|e| Error::io("reopening", &self.path, e))
-    }
-
-    fn register(&self, reg: &mut Registration) -> Result<(), Error> {
-        let fd: OwnedFd = self.fresh_description()?.into();
+    /// Registers this process: takes the first slot whose lock it can take through a new
+    /// description (reaping a dead previous holder first), with empty lanes.
+    fn register(&self) -> Result<Attachment, Error> {
+        let fd = LockFd::open(|| reopen(&self.file))
+            .map_err(|e| Error::io("reopening", &self.path, e))?;
         let eng = &self.eng;
         for slot in 0..eng.geo.nprocs {
             let off = eng.geo.proc_off(slot);
@@ -734,16 +735,14 @@ impl Inner {
                 eng.reap(Who { slot, reg: old }, slot, old);
             }
             if let Some(who) = eng.claim_slot(slot, std::process::id(), unix_now()) {
-                reg.table_idx = remember_fd(fd.as_raw_fd());
-                reg.fd = Some(fd);
-                // Relaxed: published to other threads by the Arc/Mutex that share `self`.
-                self.who.store(
-                    (u64::from(who.slot) << 32) | u64::from(who.reg),
-                    StdOrdering::Relaxed,
-                );
-                self.epoch
-                    .store(FORK_EPOCH.load(StdOrdering::Relaxed), StdOrdering::Relaxed);
-                return Ok(());
+                return Ok(Attachment {
+                    epoch: fd.epoch(),
+                    who,
+                    _lock: Some(fd),
+                    lanes: (0..self.nlanes)
+                        .map(|_| Mutex::new(Lane::default()))
+                        .collect(),
+                });
             }
             ofd::unlock(fd.as_raw_fd(), off);
         }
@@ -752,49 +751,33 @@ impl Inner {
         })
     }
 
-    /// A lane for this thread: the first free one from a per-thread start, else wait.
-    fn lane(&self) -> MutexGuard<'_, Lane> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            // Relaxed: only spreads threads over lanes.
-            static START: usize = NEXT.fetch_add(1, StdOrdering::Relaxed);
-        }
-        let n = self.lanes.len();
-        let start = START.with(|s| *s) % n;
-        for i in 0..n {
-            if let Ok(g) = self.lanes[(start + i) % n].try_lock() {
-                return g;
+    /// Gives up an attachment of this fork epoch: parks its lane segments, frees the slot,
+    /// and closes the descriptor (dropping the slot's lock).
+    fn detach(&self, mut a: Attachment) {
+        for lane in a.lanes.iter_mut() {
+            let lane = lane.get_mut().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = lane.seg.take() {
+                self.eng.park(a.who, s);
             }
         }
-        self.lanes[start].lock().unwrap_or_else(|e| e.into_inner())
+        self.eng.release_slot(a.who);
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let reg = self.reg.get_mut().unwrap_or_else(|e| e.into_inner());
-        if FORK_EPOCH.load(StdOrdering::Relaxed) != self.epoch.load(StdOrdering::Relaxed) {
-            // A forked child that never used the handle: nothing in the arena is ours.
-            if let Some(fd) = reg.fd.take() {
-                let _ = fd.into_raw_fd();
-            }
+        let p = *self.att.get_mut();
+        if p.is_null() {
+            // attach failed before there was an attachment.
             return;
         }
-        let v = self.who.load(StdOrdering::Relaxed);
-        let who = Who {
-            slot: (v >> 32) as u32,
-            reg: v as u32,
-        };
-        for lane in self.lanes.iter_mut() {
-            let lane = lane.get_mut().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = lane.seg.take() {
-                self.eng.park(who, s);
-            }
+        // SAFETY: set in attach from Box::into_raw, and we are the last user of self.
+        let a = unsafe { Box::from_raw(p) };
+        if !self.observer && a.epoch == crate::fork::epoch() {
+            self.detach(*a);
         }
-        self.eng.release_slot(who);
-        if let Some(fd) = reg.fd.take() {
-            forget_fd(reg.table_idx, fd.as_raw_fd());
-            // Dropping the descriptor releases the slot's lock.
-        }
+        // Otherwise an observer's, or — in a forked child that never used the handle —
+        // the parent's: its slot and segments are the parent's, and its descriptor was
+        // closed by the fork (LockFd knows not to close it again).
     }
 }

@@ -39,6 +39,8 @@ mod error;
 #[cfg(not(larder_loom))]
 mod evictor;
 mod expiry;
+#[cfg(not(larder_loom))]
+mod fork;
 mod index;
 #[cfg(all(test, not(larder_loom)))]
 mod interleave_tests;
