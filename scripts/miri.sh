@@ -28,7 +28,7 @@ cargo +nightly miri --version
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
 
 # Modules that touch files, mappings or locks, should they grow unit tests.
-skips=(--skip arena:: --skip cache:: --skip patterns:: --skip procs::ofd)
+skips=(--skip arena:: --skip cache:: --skip patterns:: --skip procs::ofd --skip fork::)
 
 if [[ "${1:-}" == "--all" ]]; then
   filters=()

@@ -107,37 +107,74 @@ impl<M: Mem> Engine<M> {
         for bucket in buckets {
             let slots = self.mem.words(bucket + B_SLOTS, SLOTS_PER_BUCKET);
             for (i, word) in slots.iter().enumerate() {
-                let slot = bucket + B_SLOTS + i as u64 * 8;
                 // Acquire: pairs with the Release of the CAS that published this word, so
                 // the item bytes written before it are visible to read_item.
-                let mut w = word.load(Acquire);
-                // A slot is left only once it was seen empty, foreign, or cleared by us:
-                // a garbage word we fail to clear was replaced by someone else, maybe by
-                // this very key moved forward into the same slot, so it is examined again
-                // (design.md §4.1 step 2, §4.6). Each round means another process changed
-                // the slot; after READ_RETRIES of them the lookup restarts.
-                let mut rounds = 0;
-                loop {
-                    if w == 0 || slot_tag(w) != tag {
-                        break;
-                    }
-                    let corrupt = match self.read_item(slot, w, key, out.as_deref_mut()) {
-                        Read::Match(info) => return Lookup::Found(Found { slot, w, info }),
-                        Read::Other => break,
-                        Read::Torn => return Lookup::Torn,
-                        Read::StaleSlot => false,
-                        Read::Corrupt => true,
-                    };
-                    match self.clear_garbage(who, slot, w, corrupt) {
-                        Ok(()) => break,
-                        Err(_) if rounds == READ_RETRIES => return Lookup::Torn,
-                        Err(now) => w = now,
-                    }
-                    rounds += 1;
+                let w = word.load(Acquire);
+                if w == 0 || slot_tag(w) != tag {
+                    continue;
+                }
+                let slot = bucket + B_SLOTS + i as u64 * 8;
+                if let Some(found) = self.examine(who, slot, w, key, out.as_deref_mut()) {
+                    return found;
                 }
             }
         }
         Lookup::NotFound
+    }
+
+    /// Examines a slot whose word `w` carries the key's tag: `Some` if the lookup ends here
+    /// (found, or torn), `None` to go on scanning.
+    #[inline]
+    fn examine(
+        &self,
+        who: Who,
+        slot: u64,
+        w: u64,
+        key: &[u8],
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Option<Lookup> {
+        match self.read_item(slot, w, key, out.as_deref_mut()) {
+            Read::Match(info) => Some(Lookup::Found(Found { slot, w, info })),
+            Read::Other => None,
+            Read::Torn => Some(Lookup::Torn),
+            Read::StaleSlot => self.clear_or_reexamine(who, slot, w, false, key, out),
+            Read::Corrupt => self.clear_or_reexamine(who, slot, w, true, key, out),
+        }
+    }
+
+    /// A slot found stale or damaged: cleared, or — if the clearing CAS fails — examined
+    /// again with the word found. A slot is left only once it was seen empty, foreign, or
+    /// cleared by us: a garbage word we fail to clear was replaced by someone else, maybe by
+    /// this very key moved forward into the same slot (design.md §4.1 step 2, §4.6). Each
+    /// round means another process changed the slot; after READ_RETRIES of them the lookup
+    /// restarts. (Out of line: the hit path stays as short as before.)
+    #[cold]
+    #[inline(never)]
+    fn clear_or_reexamine(
+        &self,
+        who: Who,
+        slot: u64,
+        mut w: u64,
+        mut corrupt: bool,
+        key: &[u8],
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Option<Lookup> {
+        for _ in 0..READ_RETRIES {
+            match self.clear_garbage(who, slot, w, corrupt) {
+                Ok(()) => return None,
+                // Emptied, or now another key's: nothing more to see here.
+                Err(now) if now == 0 || slot_tag(now) != slot_tag(w) => return None,
+                Err(now) => w = now,
+            }
+            corrupt = match self.read_item(slot, w, key, out.as_deref_mut()) {
+                Read::Match(info) => return Some(Lookup::Found(Found { slot, w, info })),
+                Read::Other => return None,
+                Read::Torn => return Some(Lookup::Torn),
+                Read::StaleSlot => false,
+                Read::Corrupt => true,
+            };
+        }
+        Some(Lookup::Torn)
     }
 
     /// Empties a slot that points at nothing valid (design.md §4.6). On failure returns what

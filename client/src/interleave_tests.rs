@@ -64,6 +64,23 @@ impl World {
         Engine::new(m, &self.p, self.g, Box::new(TestLiveness::default()))
     }
 
+    /// Process A, in which `run` happens right before A's second access to the word at
+    /// `off` (armed).
+    fn at_second_access(&self, off: u64, run: impl FnOnce() + Send + 'static) -> Engine<HookMem> {
+        let (mut seen, mut run) = (0, Some(run));
+        let a = self.a(
+            move |o| o == off,
+            move |_| {
+                seen += 1;
+                if seen == 2 {
+                    (run.take().expect("runs once"))();
+                }
+            },
+        );
+        a.mem.arm(2);
+        a
+    }
+
     /// B writes `key` into a segment of its own, reads it (so it is referenced: an eviction
     /// copies it forward), and seals the segment into the log. Returns the segment.
     fn hot_sealed(&self, key: &[u8], value: &[u8]) -> u32 {
@@ -196,22 +213,14 @@ fn a_get_whose_corrupt_slot_is_overwritten_before_it_clears_it_reads_the_new_ite
     // own: the scan loads through `words`); then B clears the garbage slot and writes the
     // key again, into the same slot, just before A's own clearing CAS (its second access).
     let (b, bw, slot) = (w.b.clone(), w.bw, f.slot);
-    let mut seen = 0;
-    let a = w.a(
-        move |off| off == slot,
-        move |_| {
-            seen += 1;
-            if seen == 2 {
-                b.write(bw, &mut Lane::default(), b"k", b"fresh", None, Mode::Set)
-                    .unwrap();
-                let Lookup::Found(f) = b.lookup(bw, b"k", b.hash(b"k"), None) else {
-                    panic!("k was just written");
-                };
-                assert_eq!(f.slot, slot, "the test needs the same slot");
-            }
-        },
-    );
-    a.mem.arm(2);
+    let a = w.at_second_access(slot, move || {
+        b.write(bw, &mut Lane::default(), b"k", b"fresh", None, Mode::Set)
+            .unwrap();
+        let Lookup::Found(f) = b.lookup(bw, b"k", b.hash(b"k"), None) else {
+            panic!("k was just written");
+        };
+        assert_eq!(f.slot, slot, "the test needs the same slot");
+    });
     let mut out = Vec::new();
     assert!(a.get(w.aw, b"k", &mut out).unwrap().is_some(), "false miss");
     assert_eq!(out, b"fresh");
@@ -226,18 +235,10 @@ fn a_flush_that_meets_a_key_being_moved_still_removes_it() {
     };
     // Between the flush's load of the slot and its CAS, B moves the key forward into a
     // destination it keeps open (a flush leaves segments in use to their owners).
-    let (b, bw, slot) = (w.b.clone(), w.bw, f.slot);
-    let mut seen = 0;
-    let a = w.a(
-        move |off| off == slot,
-        move |_| {
-            seen += 1;
-            if seen == 2 {
-                copy_forward(&b, bw, seg);
-            }
-        },
-    );
-    a.mem.arm(2);
+    let (b, bw) = (w.b.clone(), w.bw);
+    let a = w.at_second_access(f.slot, move || {
+        copy_forward(&b, bw, seg);
+    });
     a.flush(w.aw);
     assert_eq!(a.mem.left(), 0);
     assert!(

@@ -105,22 +105,12 @@ impl Params {
         }
     }
 
-    /// The geometry these parameters describe, if their offsets are the ones the counts
-    /// imply.
     /// These parameters with every derived offset recomputed from the counts (when the
     /// counts fit `arena_size`), for tools that build headers field by field: tests of the
     /// validator and the fuzzer's structured mode.
     #[doc(hidden)]
     pub fn with_derived_offsets(mut self) -> Params {
-        if let Some(g) = Geometry::from_counts(
-            self.arena_size,
-            self.seg_shift,
-            self.nsegs,
-            self.nprocs,
-            self.nbuckets,
-            self.ntags,
-            self.nleases,
-        ) {
+        if let Some(g) = self.counted() {
             self.procs_off = g.procs_off;
             self.tags_off = g.tags_off;
             self.leases_off = g.leases_off;
@@ -141,8 +131,9 @@ impl Params {
         b
     }
 
-    pub fn geometry(&self) -> Option<Geometry> {
-        let g = Geometry::from_counts(
+    /// The geometry the counts imply, whatever offsets the parameters carry.
+    fn counted(&self) -> Option<Geometry> {
+        Geometry::from_counts(
             self.arena_size,
             self.seg_shift,
             self.nsegs,
@@ -150,7 +141,13 @@ impl Params {
             self.nbuckets,
             self.ntags,
             self.nleases,
-        )?;
+        )
+    }
+
+    /// The geometry these parameters describe, if their offsets are the ones the counts
+    /// imply.
+    pub fn geometry(&self) -> Option<Geometry> {
+        let g = self.counted()?;
         let same = (
             g.procs_off,
             g.tags_off,

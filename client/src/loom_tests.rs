@@ -21,6 +21,32 @@ fn get(e: &Engine<VecMem>, who: crate::engine::Who, key: &[u8]) -> Option<Vec<u8
     e.get(who, key, &mut out).unwrap().map(|_| out)
 }
 
+/// Writes `key`, reads it (so its reference bit is set: an eviction copies it forward) and
+/// seals its segment into the log; returns the segment.
+fn hot_sealed(e: &Engine<VecMem>, who: crate::engine::Who, key: &[u8], value: &[u8]) -> u32 {
+    let mut lane = Lane::default();
+    e.write(who, &mut lane, key, value, None, Mode::Set)
+        .unwrap();
+    assert!(get(e, who, key).is_some());
+    let s = lane.seg.take().unwrap();
+    e.seal(who, s);
+    s.seg
+}
+
+/// Evicts `seg`, copying its referenced items forward into a FREE segment if there is one.
+fn evict_copying(e: &Engine<VecMem>, who: crate::engine::Who, seg: u32) {
+    let prev = e.take_for_walk(who, seg).unwrap();
+    let mut dest = e.claim_any_free(who);
+    e.walk_segment(
+        who,
+        seg,
+        ctl_gen(prev),
+        crate::clock::Walk::Evict,
+        dest.as_mut(),
+    );
+    e.free_segment(who, seg, ctl_gen(prev));
+}
+
 /// A reader racing an overwrite sees the old or the new value, whole.
 #[test]
 fn loom_publish_vs_read() {
@@ -85,25 +111,9 @@ fn loom_copy_forward_vs_read_always_hits() {
         let (e, w, _) = engine(4, 7, 2, 2, 40);
         let w = [w[0], w[1]];
         let e = Arc::new(e);
-        let mut lane = Lane::default();
-        e.write(w[0], &mut lane, b"k", V1, None, Mode::Set).unwrap();
-        assert!(get(&e, w[0], b"k").is_some()); // referenced: the eviction copies it
-        let s = lane.seg.take().unwrap();
-        e.seal(w[0], s);
+        let seg = hot_sealed(&e, w[0], b"k", V1);
         let e2 = e.clone();
-        let t = thread::spawn(move || {
-            let prev = e2.take_for_walk(w[1], s.seg).unwrap();
-            let mut dest = e2.claim_any_free(w[1]);
-            assert!(dest.is_some());
-            e2.walk_segment(
-                w[1],
-                s.seg,
-                ctl_gen(prev),
-                crate::clock::Walk::Evict,
-                dest.as_mut(),
-            );
-            e2.free_segment(w[1], s.seg, ctl_gen(prev));
-        });
+        let t = thread::spawn(move || evict_copying(&e2, w[1], seg));
         assert_eq!(get(&e, w[0], b"k").as_deref(), Some(V1), "false miss");
         t.join().unwrap();
         assert_eq!(get(&e, w[0], b"k").as_deref(), Some(V1));
@@ -145,25 +155,9 @@ fn loom_incr_vs_evict() {
         let (e, w, _) = engine(5, 7, 2, 2, 40);
         let w = [w[0], w[1]];
         let e = Arc::new(e);
-        let mut lane = Lane::default();
-        e.write(w[0], &mut lane, b"n", b"41", None, Mode::Set)
-            .unwrap();
-        assert!(get(&e, w[0], b"n").is_some()); // sets the reference bit: it will be copied
-        let s = lane.seg.take().unwrap();
-        e.seal(w[0], s);
+        let seg = hot_sealed(&e, w[0], b"n", b"41");
         let e2 = e.clone();
-        let t = thread::spawn(move || {
-            let prev = e2.take_for_walk(w[1], s.seg).unwrap();
-            let mut dest = e2.claim_any_free(w[1]);
-            e2.walk_segment(
-                w[1],
-                s.seg,
-                ctl_gen(prev),
-                crate::clock::Walk::Evict,
-                dest.as_mut(),
-            );
-            e2.free_segment(w[1], s.seg, ctl_gen(prev));
-        });
+        let t = thread::spawn(move || evict_copying(&e2, w[1], seg));
         assert_eq!(
             e.incr(w[0], &mut Lane::default(), b"n", 1, false).unwrap(),
             Some(42)
