@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Miri on the parts of larder that can run under it: the in-crate unit tests over heap
-# memory (client/src/layout.rs, ops.rs, testkit.rs and the every-kill-point crash tests in
+# memory (client/src/protocol/layout.rs, ops.rs, testkit.rs and the every-kill-point crash tests in
 # crash_tests.rs), which drive the real protocol code over a `VecMem` of atomics instead of
 # a mapped file. Nothing that maps or locks a file runs here (the arena, `Cache`, OFD
 # locks): miri cannot execute mmap or fcntl; those are covered by the integration tests.
@@ -28,7 +28,7 @@ cargo +nightly miri --version
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
 
 # Modules that touch files, mappings or locks, should they grow unit tests.
-skips=(--skip arena:: --skip cache:: --skip patterns:: --skip procs::ofd --skip fork::)
+skips=(--skip arena:: --skip cache:: --skip patterns:: --skip ofd:: --skip fork::)
 
 if [[ "${1:-}" == "--all" ]]; then
   filters=()

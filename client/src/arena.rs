@@ -6,12 +6,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::layout::{
+use crate::mapping::{HugePages, Mapping};
+use crate::protocol::layout::{
     item_size, Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, H_PARAMS_CRC, ITEM_HEADER_SIZE,
     KEY_LEN_LIMIT, LAYOUT_VERSION, MAGIC, MAX_SEG_SHIFT, MAX_TAGS, MIN_SEG_SHIFT, PARAMS_LEN,
     VALUE_LEN_LIMIT,
 };
-use crate::mapping::{HugePages, Mapping};
 use crate::Error;
 
 /// How to format a new arena. Built with [`Config::new`] and the builder methods.
@@ -165,7 +165,7 @@ impl Config {
             Self::invalid(format!(
                 "capacity {} bytes holds fewer than {} segments of {seg} bytes plus the index; raise capacity or lower max value / segment size",
                 self.capacity,
-                crate::layout::MIN_SEGS
+                crate::protocol::layout::MIN_SEGS
             ))
         })
     }

@@ -7,21 +7,21 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering as StdOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::alloc::Lane;
 use crate::arena::{create_file, open_validated, Config};
-use crate::engine::{Clock, Engine, Liveness, SlotProbe, Who};
-use crate::expiry::SweepReport;
 use crate::fork::LockFd;
-use crate::index::{Mode, Outcome};
-use crate::layout::{
+use crate::mapping::{HugePages, MapMem, Mapping};
+use crate::ofd;
+use crate::protocol::alloc::Lane;
+use crate::protocol::engine::{Clock, Engine, Liveness, SlotProbe, Who};
+use crate::protocol::expiry::SweepReport;
+use crate::protocol::index::{Mode, Outcome};
+use crate::protocol::layout::{
     Geometry, Params, H_CLEAN, H_DAEMON_PID, H_DAEMON_STARTED, H_GENERATION, H_RETIRED, H_SNAP_ACK,
     H_SNAP_BYTES, H_SNAP_REQ, H_SNAP_TIME, SLOTS_PER_BUCKET,
 };
-use crate::mapping::{HugePages, Mapping};
-use crate::mem::{MapMem, Mem};
-use crate::procs::ofd;
-use crate::stats::Stats;
-use crate::sync::Ordering::*;
+use crate::protocol::mem::Mem;
+use crate::protocol::stats::Stats;
+use crate::protocol::sync::Ordering::*;
 use crate::Error;
 
 /// A token naming the exact version of an item read by [`Cache::gets`].

@@ -45,7 +45,7 @@ fn lock() {
         .compare_exchange_weak(false, true, Acquire, Relaxed)
         .is_err()
     {
-        crate::sync::backoff(round);
+        crate::protocol::sync::backoff(round);
         round = round.saturating_add(1);
     }
 }

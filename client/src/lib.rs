@@ -26,40 +26,27 @@
 // Under loom only the protocol is built (no mapping, no `Cache`), so much of it is unused.
 #![cfg_attr(larder_loom, allow(dead_code, unused_imports))]
 
-mod alloc;
+// The protocol (loom-buildable, words only), then the host side: files, mappings, locks,
+// registration, the public handle and the patterns built on it.
+mod protocol;
+
 #[cfg(not(larder_loom))]
 mod arena;
 #[cfg(not(larder_loom))]
 mod cache;
-mod clock;
-#[cfg(all(test, not(larder_loom)))]
-mod crash_tests;
-mod engine;
 mod error;
 #[cfg(not(larder_loom))]
 mod evictor;
-mod expiry;
 #[cfg(not(larder_loom))]
 mod fork;
-mod index;
-#[cfg(all(test, not(larder_loom)))]
-mod interleave_tests;
-mod item;
-pub mod layout;
-mod lease;
-#[cfg(all(test, larder_loom))]
-mod loom_tests;
 #[cfg(not(larder_loom))]
 mod mapping;
-mod mem;
-mod ops;
+#[cfg(not(larder_loom))]
+mod ofd;
 #[cfg(not(larder_loom))]
 mod patterns;
-mod procs;
-mod stats;
-mod sync;
-#[cfg(any(test, larder_loom))]
-mod testkit;
+
+pub use protocol::layout;
 
 #[cfg(not(larder_loom))]
 pub use arena::{default_arena_path, Config};
@@ -69,7 +56,6 @@ pub use error::Error;
 #[cfg(not(larder_loom))]
 #[doc(hidden)]
 pub use evictor::Evictor;
-pub use expiry::SweepReport;
 #[cfg(not(larder_loom))]
 pub use mapping::HugePages;
 #[cfg(not(larder_loom))]
@@ -79,4 +65,5 @@ pub use mapping::Mapping as AlignedMapping;
 pub use patterns::{
     LoadError, LoadOptions, MaybeStale, SetOptions, Store, WriteBehind, WriteError, WriteThrough,
 };
-pub use stats::{Counters, ProcessStats, Stats};
+pub use protocol::expiry::SweepReport;
+pub use protocol::stats::{Counters, ProcessStats, Stats};

@@ -7,13 +7,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
-use crate::engine::Engine;
-use crate::index::Mode;
-use crate::layout::{item_meta, item_tag, MAX_DELTA_MS, MAX_TAGS};
-use crate::lease::LeaseTry;
-use crate::mem::Mem;
-use crate::ops::Fetched;
-use crate::sync::Ordering::*;
+use crate::protocol::engine::Engine;
+use crate::protocol::index::Mode;
+use crate::protocol::layout::{item_meta, item_tag, MAX_DELTA_MS, MAX_TAGS};
+use crate::protocol::lease::LeaseTry;
+use crate::protocol::mem::Mem;
+use crate::protocol::ops::Fetched;
+use crate::protocol::sync::Ordering::*;
 use crate::Error;
 
 /// How to store an item: TTL, stale grace and tags. Built with [`SetOptions::new`].
@@ -189,7 +189,7 @@ impl Cache {
                 }
             }
             e.write_ext(who, lane, key, value, o.ttl, mode, &ext)
-                .map(|o| o == crate::index::Outcome::Stored)
+                .map(|o| o == crate::protocol::index::Outcome::Stored)
         })?
     }
 

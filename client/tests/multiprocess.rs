@@ -371,7 +371,7 @@ const OWNED: u64 = 8;
 /// Longest value an owner writes: the owners' items together stay a sliver of the log.
 const OWNED_VALUE: usize = 160;
 /// A get reports a miss after this many torn lookups in a row (`READ_RETRIES` in
-/// client/src/index.rs), each counted in `torn_retries`.
+/// client/src/protocol/index.rs), each counted in `torn_retries`.
 const TORN_GIVE_UP: u64 = 8;
 
 fn owned_key(owner: u64, i: u64) -> Vec<u8> {

@@ -1,11 +1,11 @@
 //! Statistics: per-process counters summed on read (docs/design.md §2.2).
 
-use crate::engine::Engine;
-use crate::layout::{
+use crate::protocol::engine::Engine;
+use crate::protocol::layout::{
     ctl_state, Counter, SegState, NCOUNTERS, PS_BASE, PS_COUNTERS, PS_PID, PS_REG, PS_STARTED,
 };
-use crate::mem::Mem;
-use crate::sync::Ordering::Relaxed;
+use crate::protocol::mem::Mem;
+use crate::protocol::sync::Ordering::Relaxed;
 
 /// Operation counters (cache-wide, or one process's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,14 +1,14 @@
 //! CLOCK eviction as FIFO-with-reinsertion over the segment log (docs/design.md §4.4),
 //! and the segment walk it shares with the expiry sweeper.
 
-use crate::alloc::OpenSeg;
-use crate::engine::{Engine, Who};
-use crate::layout::{
+use crate::protocol::alloc::OpenSeg;
+use crate::protocol::engine::{Engine, Who};
+use crate::protocol::layout::{
     ctl_gen, ctl_owner, ctl_state, hash_tag, hdr_expires_at, seg_ctl, slot_gen, slot_loc,
     slot_word, Counter, SegState, H_CLOCK_HAND, REF_BIT, SEG_GEN_MASK, SLOT_GEN_MASK,
 };
-use crate::mem::Mem;
-use crate::sync::Ordering::*;
+use crate::protocol::mem::Mem;
+use crate::protocol::sync::Ordering::*;
 
 /// Items whose index slots a walk looks up together (their buckets prefetched at once).
 const WALK_BATCH: usize = 16;
@@ -199,7 +199,7 @@ impl<M: Mem> Engine<M> {
             if let Some(d) = self.claim_any_free(who) {
                 return Some(d);
             }
-            crate::sync::backoff(round.saturating_mul(8));
+            crate::protocol::sync::backoff(round.saturating_mul(8));
         }
         None
     }

@@ -4,13 +4,13 @@
 //! the read is made trustworthy by the generation re-check (design.md §4.1), not by the
 //! individual loads.
 
-use crate::engine::Engine;
-use crate::layout::{
+use crate::protocol::engine::Engine;
+use crate::protocol::layout::{
     ctl_gen, hdr_expires_at, hdr_has_ext, hdr_key_len, hdr_value_len, item_hdr, item_size,
     slot_gen, slot_loc, ITEM_HEADER_SIZE, MAX_TAGS, REF_BIT, SLOT_GEN_MASK,
 };
-use crate::mem::Mem;
-use crate::sync::{fence, Ordering::*};
+use crate::protocol::mem::Mem;
+use crate::protocol::sync::{fence, Ordering::*};
 
 /// What reading the item a slot word points at found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

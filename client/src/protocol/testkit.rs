@@ -1,11 +1,11 @@
 //! A small engine over heap memory, for unit tests, loom and miri.
 
-use crate::engine::{Engine, Liveness, SlotProbe, Who};
-use crate::layout::{
+use crate::protocol::engine::{Engine, Liveness, SlotProbe, Who};
+use crate::protocol::layout::{
     Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_ARENA_SIZE,
 };
-use crate::mem::{Mem, VecMem};
-use crate::sync::AtomicU64;
+use crate::protocol::mem::{Mem, VecMem};
+use crate::protocol::sync::AtomicU64;
 
 /// Liveness decided by the test: a bit per slot, set = dead (the kernel dropped its lock).
 #[derive(Default)]
@@ -207,14 +207,14 @@ pub(crate) fn survives(f: impl FnOnce()) -> bool {
 #[cfg(all(test, not(larder_loom)))]
 mod tests {
     use super::*;
-    use crate::alloc::Lane;
-    use crate::index::{Lookup, Mode, Outcome};
-    use crate::item::Read;
-    use crate::layout::{
+    use crate::protocol::alloc::Lane;
+    use crate::protocol::index::{Lookup, Mode, Outcome};
+    use crate::protocol::item::Read;
+    use crate::protocol::layout::{
         ctl_gen, ctl_state, item_hdr, seg_ctl, slot_loc, Counter, SegState, PS_COUNTERS,
         SLOT_GEN_BITS,
     };
-    use crate::sync::Ordering::Relaxed;
+    use crate::protocol::sync::Ordering::Relaxed;
 
     fn counter(e: &Engine<VecMem>, who: Who, c: Counter) -> u64 {
         e.mem.load(
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn the_copy_forward_reserve_follows_the_log_up_to_four_segments_per_cpu() {
-        use crate::engine::copy_forward_reserve as r;
+        use crate::protocol::engine::copy_forward_reserve as r;
         assert_eq!(r(4, 2), 2, "never under two");
         assert_eq!(r(117, 2), 3, "a 256 MiB arena of 2 MiB segments");
         assert_eq!(r(8192, 2), 8, "a 16 GiB arena on 2 CPUs");
@@ -364,7 +364,7 @@ mod tests {
             .unwrap();
         let (slot, word) = slot_word_of(&e, w[0], b"x");
         e.mem
-            .store(slot, word & !crate::layout::LOC_MASK | 1, Relaxed);
+            .store(slot, word & !crate::protocol::layout::LOC_MASK | 1, Relaxed);
         assert!(e.get(w[0], b"x", &mut Vec::new()).unwrap().is_none());
     }
 
@@ -393,7 +393,7 @@ mod tests {
             w[0],
             seg.seg,
             ctl_gen(prev),
-            crate::clock::Walk::Evict,
+            crate::protocol::eviction::Walk::Evict,
             None,
         );
         e.free_segment(w[0], seg.seg, ctl_gen(prev));
@@ -537,7 +537,7 @@ mod tests {
             w[0],
             seg.seg,
             ctl_gen(prev2),
-            crate::clock::Walk::Evict,
+            crate::protocol::eviction::Walk::Evict,
             None,
         );
         e.free_segment(w[0], seg.seg, ctl_gen(prev2));

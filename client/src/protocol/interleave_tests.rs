@@ -5,17 +5,17 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 
-use crate::alloc::{Lane, OpenSeg};
-use crate::clock::Walk;
-use crate::engine::{Engine, Who};
-use crate::index::{Lookup, Mode};
-use crate::layout::{
+use crate::protocol::alloc::{Lane, OpenSeg};
+use crate::protocol::engine::{Engine, Who};
+use crate::protocol::eviction::Walk;
+use crate::protocol::index::{Lookup, Mode};
+use crate::protocol::layout::{
     ctl_gen, hash_tag, seg_ctl, slot_loc, Geometry, Params, SegState, REF_BIT, SEG_ENTRY_SIZE,
     SLOT_GEN_BITS,
 };
-use crate::mem::{Mem, VecMem};
-use crate::sync::Ordering::{Relaxed, Release};
-use crate::testkit::{tiny, HookMem, Shared, TestLiveness};
+use crate::protocol::mem::{Mem, VecMem};
+use crate::protocol::sync::Ordering::{Relaxed, Release};
+use crate::protocol::testkit::{tiny, HookMem, Shared, TestLiveness};
 
 struct World {
     mem: Arc<VecMem>,

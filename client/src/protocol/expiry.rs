@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use crate::engine::{Engine, Who};
-use crate::item::ItemInfo;
-use crate::layout::{ctl_gen, ctl_state, SegState, EXPIRES_LIMIT, H_SWEEP_HAND};
-use crate::mem::Mem;
-use crate::sync::Ordering::{Acquire, Relaxed};
+use crate::protocol::engine::{Engine, Who};
+use crate::protocol::item::ItemInfo;
+use crate::protocol::layout::{ctl_gen, ctl_state, SegState, EXPIRES_LIMIT, H_SWEEP_HAND};
+use crate::protocol::mem::Mem;
+use crate::protocol::sync::Ordering::{Acquire, Relaxed};
 use crate::Error;
 
 /// What one sweep step did.
@@ -131,7 +131,8 @@ impl<M: Mem> Engine<M> {
             };
             r.segments += 1;
             let gen = ctl_gen(prev);
-            let live = self.walk_segment(who, seg, gen, crate::clock::Walk::Sweep, None);
+            let live =
+                self.walk_segment(who, seg, gen, crate::protocol::eviction::Walk::Sweep, None);
             if live == 0 {
                 self.free_segment(who, seg, gen);
                 r.freed += 1;
@@ -149,7 +150,13 @@ impl<M: Mem> Engine<M> {
         // Acquire: pairs with the claim, as a walker's load of the state.
         let c = self.mem.load(self.geo.seg_ctl_off(seg), Acquire);
         if ctl_state(c) == Some(SegState::Open) {
-            self.walk_segment(who, seg, ctl_gen(c), crate::clock::Walk::SweepShared, None);
+            self.walk_segment(
+                who,
+                seg,
+                ctl_gen(c),
+                crate::protocol::eviction::Walk::SweepShared,
+                None,
+            );
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Segments: claiming, appending, sealing and parking (docs/design.md §2.3, §4.5).
 
-use crate::engine::{Engine, Who};
-use crate::layout::{ctl_gen, ctl_owner, ctl_state, seg_ctl, SegState, H_SEAL_SEQ};
-use crate::mem::Mem;
-use crate::sync::{fence, Ordering::*};
+use crate::protocol::engine::{Engine, Who};
+use crate::protocol::layout::{ctl_gen, ctl_owner, ctl_state, seg_ctl, SegState, H_SEAL_SEQ};
+use crate::protocol::mem::Mem;
+use crate::protocol::sync::{fence, Ordering::*};
 
 /// A writer's append position: at most one OPEN segment, owned by the lane's process.
 #[derive(Debug, Default)]

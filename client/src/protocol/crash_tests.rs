@@ -6,12 +6,12 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::alloc::Lane;
-use crate::engine::{Engine, Who};
-use crate::index::Mode;
-use crate::layout::{ctl_state, Counter, Geometry, Params, SegState, PS_COUNTERS};
-use crate::mem::{Mem, VecMem};
-use crate::testkit::{survives, tiny, KillMem, Shared, TestLiveness};
+use crate::protocol::alloc::Lane;
+use crate::protocol::engine::{Engine, Who};
+use crate::protocol::index::Mode;
+use crate::protocol::layout::{ctl_state, Counter, Geometry, Params, SegState, PS_COUNTERS};
+use crate::protocol::mem::{Mem, VecMem};
+use crate::protocol::testkit::{survives, tiny, KillMem, Shared, TestLiveness};
 
 struct World {
     mem: Arc<VecMem>,

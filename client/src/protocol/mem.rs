@@ -5,7 +5,7 @@
 //! `cfg(larder_loom)`. Every access is to an 8-byte aligned word and is bounds-checked: a bug
 //! in offset validation panics instead of touching memory outside the map.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::protocol::sync::{AtomicU64, Ordering};
 
 /// 8-byte atomic words addressed by byte offset from the arena base.
 pub(crate) trait Mem: Send + Sync {
@@ -34,81 +34,6 @@ pub(crate) trait Mem: Send + Sync {
     /// A hint that the line at `off` will be read soon. Never faults, never required.
     #[inline]
     fn prefetch(&self, _off: u64) {}
-}
-
-#[cfg(not(larder_loom))]
-pub(crate) use map::MapMem;
-
-#[cfg(not(larder_loom))]
-mod map {
-    use super::*;
-    use crate::mapping::Mapping;
-
-    /// The shared mapping of an arena file.
-    pub(crate) struct MapMem {
-        map: Mapping,
-        len: u64,
-    }
-
-    impl MapMem {
-        pub(crate) fn new(map: Mapping) -> MapMem {
-            let len = map.len() as u64;
-            MapMem { map, len }
-        }
-
-        pub(crate) fn mapping(&self) -> &Mapping {
-            &self.map
-        }
-    }
-
-    impl Mem for MapMem {
-        #[inline]
-        fn word(&self, off: u64) -> &AtomicU64 {
-            assert!(
-                off.is_multiple_of(8) && off + 8 <= self.len,
-                "arena word {off} out of bounds"
-            );
-            // SAFETY: the check above keeps `off..off+8` inside the mapping, which is
-            // page-aligned, so the pointer is 8-byte aligned. The mapping lives as long as
-            // `self`. Other processes access these bytes only through 8-byte atomics too
-            // (design.md §2), so viewing them as an `AtomicU64` creates no data race.
-            unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(off as usize).cast::<u64>()) }
-        }
-
-        #[inline]
-        fn words(&self, off: u64, n: usize) -> &[AtomicU64] {
-            let end = (n as u64).checked_mul(8).and_then(|b| b.checked_add(off));
-            assert!(
-                off.is_multiple_of(8) && end.is_some_and(|e| e <= self.len),
-                "arena words {off}+{n} out of bounds"
-            );
-            // SAFETY: as in `word`, for every one of the `n` words: the check above keeps
-            // `off..off + 8n` inside the mapping, and the pointer is 8-byte aligned.
-            unsafe {
-                std::slice::from_raw_parts(
-                    self.map.as_ptr().add(off as usize).cast::<AtomicU64>(),
-                    n,
-                )
-            }
-        }
-
-        #[inline]
-        fn prefetch(&self, off: u64) {
-            #[cfg(target_arch = "x86_64")]
-            if off < self.len {
-                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                // SAFETY: `off` is inside the mapping (checked above), so the pointer
-                // arithmetic stays in bounds; a prefetch only hints the cache and never
-                // faults or reads into the program.
-                #[allow(unused_unsafe)]
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_T0>(self.map.as_ptr().add(off as usize).cast::<i8>())
-                };
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = off;
-        }
-    }
 }
 
 /// A heap arena of atomics: the loom model's memory, and miri's.
@@ -145,7 +70,7 @@ impl VecMem {
         #[cfg(larder_loom)]
         for s in &self.shadow[first..first + n] {
             // Relaxed: a scheduling point for loom only (see the type's note).
-            s.fetch_add(0, crate::sync::Ordering::Relaxed);
+            s.fetch_add(0, crate::protocol::sync::Ordering::Relaxed);
         }
         #[cfg(not(larder_loom))]
         let _ = (first, n);

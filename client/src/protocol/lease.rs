@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use crate::engine::Engine;
-use crate::layout::{
+use crate::protocol::engine::Engine;
+use crate::protocol::layout::{
     EXPIRES_LIMIT, LEASE_EXPIRY_BITS, LEASE_EXPIRY_MASK, LEASE_SIZE, LEASE_TICK_MS,
 };
-use crate::mem::Mem;
-use crate::sync::Ordering::*;
+use crate::protocol::mem::Mem;
+use crate::protocol::sync::Ordering::*;
 use crate::Error;
 
 /// Outcome of trying to take a key's lease.

@@ -1,14 +1,14 @@
 //! The hash index: neighbourhood lookup, publish by CAS, and the bucket insert lock
 //! (docs/design.md §2.4, §4.2, §5.2).
 
-use crate::engine::{Engine, Who};
-use crate::item::{ItemInfo, Read};
-use crate::layout::{
+use crate::protocol::engine::{Engine, Who};
+use crate::protocol::item::{ItemInfo, Read};
+use crate::protocol::layout::{
     ctl_gen, ctl_state, hash_tag, slot_gen, slot_loc, slot_tag, Counter, SegState, BUCKET_SIZE,
     B_SLOTS, LOC_BITS, REF_BIT, SLOTS_PER_BUCKET, SLOT_GEN_MASK,
 };
-use crate::mem::Mem;
-use crate::sync::{backoff, Ordering::*};
+use crate::protocol::mem::Mem;
+use crate::protocol::sync::{backoff, Ordering::*};
 
 /// How many times a lookup restarts after meeting a segment recycled under it before a
 /// reader reports a miss.
@@ -397,7 +397,7 @@ impl<M: Mem> Engine<M> {
                 let slot = bucket + B_SLOTS + i * 8;
                 // Relaxed: the walker owns the item's segment; it compares addresses only.
                 let w = self.mem.load(slot, Relaxed);
-                if w != 0 && slot_loc(w) == loc && crate::layout::slot_gen(w) == gen14 {
+                if w != 0 && slot_loc(w) == loc && crate::protocol::layout::slot_gen(w) == gen14 {
                     return Some((slot, w));
                 }
             }
@@ -439,12 +439,12 @@ impl<M: Mem> Engine<M> {
 
 #[cfg(all(test, not(larder_loom)))]
 mod tests {
-    use crate::alloc::Lane;
-    use crate::index::{Lookup, Mode};
-    use crate::layout::{Counter, PS_COUNTERS, SLOTS_PER_BUCKET};
-    use crate::mem::Mem;
-    use crate::sync::Ordering::Relaxed;
-    use crate::testkit::engine;
+    use crate::protocol::alloc::Lane;
+    use crate::protocol::index::{Lookup, Mode};
+    use crate::protocol::layout::{Counter, PS_COUNTERS, SLOTS_PER_BUCKET};
+    use crate::protocol::mem::Mem;
+    use crate::protocol::sync::Ordering::Relaxed;
+    use crate::protocol::testkit::engine;
 
     #[test]
     fn a_full_neighbourhood_drops_its_oldest_unreferenced_item() {
@@ -511,7 +511,7 @@ mod tests {
             (0..SLOTS_PER_BUCKET as u64)
                 .filter(|i| {
                     e.mem.load(
-                        e.geo.bucket_off(b) + crate::layout::B_SLOTS + i * 8,
+                        e.geo.bucket_off(b) + crate::protocol::layout::B_SLOTS + i * 8,
                         Relaxed,
                     ) != 0
                 })

@@ -2,17 +2,17 @@
 
 use std::time::Duration;
 
-use crate::alloc::{Lane, NoSpace};
-use crate::engine::{Engine, Who};
-use crate::expiry::Fresh;
-use crate::index::{Lookup, Mode, Outcome, READ_RETRIES};
-use crate::item::ItemInfo;
-use crate::layout::{
+use crate::protocol::alloc::{Lane, NoSpace};
+use crate::protocol::engine::{Engine, Who};
+use crate::protocol::expiry::Fresh;
+use crate::protocol::index::{Lookup, Mode, Outcome, READ_RETRIES};
+use crate::protocol::item::ItemInfo;
+use crate::protocol::layout::{
     hash_tag, item_size, slot_loc, slot_tag, slot_word, Counter, B_SLOTS, H_FLUSH_GEN,
     ITEM_HEADER_SIZE, SLOTS_PER_BUCKET,
 };
-use crate::mem::Mem;
-use crate::sync::Ordering::*;
+use crate::protocol::mem::Mem;
+use crate::protocol::sync::Ordering::*;
 use crate::Error;
 
 /// What [`Engine::fetch`] found.
@@ -427,8 +427,8 @@ impl<M: Mem> Engine<M> {
         // evictors are left to them.
         for seg in 0..self.geo.nsegs {
             if let Some(prev) = self.take_for_walk(who, seg) {
-                let gen = crate::layout::ctl_gen(prev);
-                self.walk_segment(who, seg, gen, crate::clock::Walk::Evict, None);
+                let gen = crate::protocol::layout::ctl_gen(prev);
+                self.walk_segment(who, seg, gen, crate::protocol::eviction::Walk::Evict, None);
                 self.free_segment(who, seg, gen);
             }
         }
@@ -449,14 +449,14 @@ mod tests {
     #[cfg(not(larder_loom))]
     #[test]
     fn an_item_whose_extension_words_make_it_larger_than_a_segment_is_refused() {
-        use crate::alloc::Lane;
-        use crate::index::Mode;
-        use crate::layout::{item_meta, item_size};
+        use crate::protocol::alloc::Lane;
+        use crate::protocol::index::Mode;
+        use crate::protocol::layout::{item_meta, item_size};
         use crate::Error;
         // 64 KiB segments and keys up to 16 bytes: the largest value fits a segment exactly
         // without extension words, as an arena checked only that way allows.
         let max = (64 << 10) - 8 - 16;
-        let (e, w, _) = crate::testkit::engine(4, 16, 64, 1, max);
+        let (e, w, _) = crate::protocol::testkit::engine(4, 16, 64, 1, max);
         assert_eq!(item_size(16, u64::from(max)), 64 << 10);
         let mut lane = Lane::default();
         let key = [b'k'; 16];

@@ -5,25 +5,30 @@
 use loom::sync::Arc;
 use loom::thread;
 
-use crate::alloc::Lane;
-use crate::engine::Engine;
-use crate::index::{Lookup, Mode, Outcome};
-use crate::layout::ctl_gen;
-use crate::mem::{Mem, VecMem};
-use crate::sync::Ordering::Relaxed;
-use crate::testkit::engine;
+use crate::protocol::alloc::Lane;
+use crate::protocol::engine::Engine;
+use crate::protocol::index::{Lookup, Mode, Outcome};
+use crate::protocol::layout::ctl_gen;
+use crate::protocol::mem::{Mem, VecMem};
+use crate::protocol::sync::Ordering::Relaxed;
+use crate::protocol::testkit::engine;
 
 const V1: &[u8] = b"first value, 24 bytes!!!";
 const V2: &[u8] = b"SECOND VALUE, 24 BYTES??";
 
-fn get(e: &Engine<VecMem>, who: crate::engine::Who, key: &[u8]) -> Option<Vec<u8>> {
+fn get(e: &Engine<VecMem>, who: crate::protocol::engine::Who, key: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     e.get(who, key, &mut out).unwrap().map(|_| out)
 }
 
 /// Writes `key`, reads it (so its reference bit is set: an eviction copies it forward) and
 /// seals its segment into the log; returns the segment.
-fn hot_sealed(e: &Engine<VecMem>, who: crate::engine::Who, key: &[u8], value: &[u8]) -> u32 {
+fn hot_sealed(
+    e: &Engine<VecMem>,
+    who: crate::protocol::engine::Who,
+    key: &[u8],
+    value: &[u8],
+) -> u32 {
     let mut lane = Lane::default();
     e.write(who, &mut lane, key, value, None, Mode::Set)
         .unwrap();
@@ -34,14 +39,14 @@ fn hot_sealed(e: &Engine<VecMem>, who: crate::engine::Who, key: &[u8], value: &[
 }
 
 /// Evicts `seg`, copying its referenced items forward into a FREE segment if there is one.
-fn evict_copying(e: &Engine<VecMem>, who: crate::engine::Who, seg: u32) {
+fn evict_copying(e: &Engine<VecMem>, who: crate::protocol::engine::Who, seg: u32) {
     let prev = e.take_for_walk(who, seg).unwrap();
     let mut dest = e.claim_any_free(who);
     e.walk_segment(
         who,
         seg,
         ctl_gen(prev),
-        crate::clock::Walk::Evict,
+        crate::protocol::eviction::Walk::Evict,
         dest.as_mut(),
     );
     e.free_segment(who, seg, ctl_gen(prev));
@@ -86,7 +91,13 @@ fn loom_evict_and_recycle_vs_read() {
         let t = thread::spawn(move || {
             let prev = e2.take_for_walk(w[1], s.seg).unwrap();
             let gen = ctl_gen(prev);
-            e2.walk_segment(w[1], s.seg, gen, crate::clock::Walk::Evict, None);
+            e2.walk_segment(
+                w[1],
+                s.seg,
+                gen,
+                crate::protocol::eviction::Walk::Evict,
+                None,
+            );
             e2.free_segment(w[1], s.seg, gen);
             let c = e2.mem.load(e2.geo.seg_ctl_off(s.seg), Relaxed);
             let re = e2.claim_free(w[1], s.seg, c).expect("just freed");

@@ -3,14 +3,14 @@
 //! `Engine<M>` holds no process-private state besides immutable geometry; everything an
 //! operation changes is in the arena. The operations are split by concept over `item.rs`
 //! (item bytes and the read protocol), `index.rs` (lookup, publish, insert lock),
-//! `alloc.rs` (segments and lanes), `clock.rs` (eviction), `expiry.rs` (TTL, sweep) and
+//! `alloc.rs` (segments and lanes), `eviction.rs`, `expiry.rs` (TTL, sweep) and
 //! `procs.rs` (registration and reaping). See docs/design.md.
 
 use std::sync::Arc;
 
-use crate::layout::{Counter, Geometry, Params, PS_COUNTERS};
-use crate::mem::Mem;
-use crate::sync::Ordering::Relaxed;
+use crate::protocol::layout::{Counter, Geometry, Params, PS_COUNTERS};
+use crate::protocol::mem::Mem;
+use crate::protocol::sync::Ordering::Relaxed;
 
 /// Who is acting: the caller's process slot and registration id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
