@@ -1,27 +1,21 @@
 //! The public handle: [`Cache`].
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering as StdOrdering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicPtr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::arena::{create_file, open_validated, Config};
-use crate::fork::LockFd;
-use crate::mapping::{HugePages, MapMem, Mapping};
-use crate::ofd;
+use crate::mapping::{MapMem, Mapping};
 use crate::protocol::alloc::Lane;
-use crate::protocol::engine::{Clock, Engine, Liveness, SlotProbe, Who};
-use crate::protocol::expiry::SweepReport;
+use crate::protocol::engine::{Clock, Engine, Who};
 use crate::protocol::index::{Mode, Outcome};
-use crate::protocol::layout::{
-    Geometry, Params, H_CLEAN, H_DAEMON_PID, H_DAEMON_STARTED, H_GENERATION, H_RETIRED, H_SNAP_ACK,
-    H_SNAP_BYTES, H_SNAP_REQ, H_SNAP_TIME, SLOTS_PER_BUCKET,
-};
+use crate::protocol::layout::{Params, H_RETIRED};
 use crate::protocol::mem::Mem;
 use crate::protocol::stats::Stats;
 use crate::protocol::sync::Ordering::*;
+use crate::registration::{Attachment, OfdLiveness};
 use crate::Error;
 
 /// A token naming the exact version of an item read by [`Cache::gets`].
@@ -62,101 +56,23 @@ pub enum CasOutcome {
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    eng: Engine<MapMem>,
-    params: Params,
-    path: PathBuf,
+pub(crate) struct Inner {
+    pub(crate) eng: Engine<MapMem>,
+    pub(crate) params: Params,
+    pub(crate) path: PathBuf,
     /// The description the mapping was made from; used for GETLK probes only (it never
     /// holds a lock, so sharing it with a forked child is harmless).
-    file: Arc<File>,
+    pub(crate) file: Arc<File>,
     /// This process's registration, of the current fork epoch. Never null; in a forked
     /// child it is replaced by the child's own, and the parent's is leaked (design.md §3).
-    att: AtomicPtr<Attachment>,
+    pub(crate) att: AtomicPtr<Attachment>,
     /// Write lanes per attachment.
-    nlanes: usize,
+    pub(crate) nlanes: usize,
     /// Opened with `open_observer`: no process slot, no item operations.
-    observer: bool,
-}
-
-/// What one process — one fork epoch of it — holds in the arena: a process slot and its
-/// lock, and the lanes it appends through. A forked child makes its own and never touches
-/// its parent's: the lanes' mutexes may be held by threads that do not exist in the child,
-/// and their segments are the parent's.
-struct Attachment {
-    /// The fork epoch it was made in (`u64::MAX` for an observer's, which none reaches).
-    epoch: u64,
-    who: Who,
-    /// Holds the OFD lock on our slot's byte (`None` for an observer); never read: closing
-    /// it, when the attachment is dropped, releases the lock.
-    _lock: Option<LockFd>,
-    lanes: Box<[Mutex<Lane>]>,
-}
-
-impl Attachment {
-    /// A lane for this thread: the first free one from a per-thread start, else wait.
-    fn lane(&self) -> MutexGuard<'_, Lane> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            // Relaxed: only spreads threads over lanes.
-            static START: usize = NEXT.fetch_add(1, StdOrdering::Relaxed);
-        }
-        let n = self.lanes.len();
-        let start = START.with(|s| *s) % n;
-        for i in 0..n {
-            if let Ok(g) = self.lanes[(start + i) % n].try_lock() {
-                return g;
-            }
-        }
-        self.lanes[start].lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-struct OfdLiveness {
-    file: Arc<File>,
-    geo: Geometry,
-}
-
-impl Liveness for OfdLiveness {
-    fn slot_unlocked(&self, slot: u32) -> bool {
-        !ofd::is_locked(self.file.as_raw_fd(), self.geo.proc_off(slot))
-    }
-
-    fn probe(&self) -> std::io::Result<Box<dyn SlotProbe + '_>> {
-        Ok(Box::new(OfdProbe {
-            // A LockFd: a fork while it holds a dead slot's lock must not leave the child
-            // holding it (the slot would stay "alive" for the child's lifetime).
-            fd: LockFd::open(|| reopen(&self.file))?,
-            geo: self.geo,
-        }))
-    }
-}
-
-/// A description of the arena of its own, whose locks are its own: taking a slot's lock
-/// through it fails while the slot's holder (or another reaper) holds it.
-struct OfdProbe {
-    fd: LockFd,
-    geo: Geometry,
-}
-
-impl SlotProbe for OfdProbe {
-    fn try_lock(&self, slot: u32) -> std::io::Result<bool> {
-        ofd::try_lock(self.fd.as_raw_fd(), self.geo.proc_off(slot))
-    }
-
-    fn unlock(&self, slot: u32) {
-        ofd::unlock(self.fd.as_raw_fd(), self.geo.proc_off(slot));
-    }
-}
-
-/// A new open file description of the file `f` describes (so its locks are ours alone).
-fn reopen(f: &File) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/proc/self/fd/{}", f.as_raw_fd()))
+    pub(crate) observer: bool,
 }
 
 // `Cache` is shared between threads freely.
@@ -165,7 +81,7 @@ const _: fn() = || {
     assert_send_sync::<Cache>();
 };
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     Clock::System.unix_now()
 }
 
@@ -229,14 +145,7 @@ impl Cache {
             observer,
         };
         let first = if observer {
-            // An epoch the fork epoch never reaches: every `att()` takes the cold path,
-            // which refuses, so the hot path carries no observer check.
-            Attachment {
-                epoch: u64::MAX,
-                who: Who { slot: 0, reg: 0 },
-                _lock: None,
-                lanes: Box::new([]),
-            }
+            Attachment::observer()
         } else {
             inner.register()?
         };
@@ -431,168 +340,15 @@ impl Cache {
         })
     }
 
-    /// Asks the daemon for a snapshot; returns the request number to wait for with
-    /// [`Cache::snapshot_done`].
-    pub fn request_snapshot(&self) -> u64 {
-        // Relaxed: a counter the daemon polls; no data is published with it.
-        self.inner.eng.mem.fetch_add(H_SNAP_REQ, 1, Relaxed) + 1
-    }
-
-    /// `(requests, completed, unix time of last snapshot, its size in bytes)`.
-    pub fn snapshot_status(&self) -> (u64, u64, u64, u64) {
-        let m = &self.inner.eng.mem;
-        // Relaxed: informational words.
-        (
-            m.load(H_SNAP_REQ, Relaxed),
-            m.load(H_SNAP_ACK, Relaxed),
-            m.load(H_SNAP_TIME, Relaxed),
-            m.load(H_SNAP_BYTES, Relaxed),
-        )
-    }
-
-    /// `true` once the daemon completed snapshot request `n`.
-    pub fn snapshot_done(&self, n: u64) -> bool {
-        self.snapshot_status().1 >= n
-    }
-
-    /// Daemon-side: record that every request up to `req` is served by a snapshot of
-    /// `bytes` bytes written at unix time `time`.
-    #[doc(hidden)]
-    pub fn ack_snapshot(&self, req: u64, time: u64, bytes: u64) {
-        let m = &self.inner.eng.mem;
-        // Relaxed: informational words; `ack` last so a waiter sees time and size too (the
-        // waiter re-reads them after seeing ack; a stale pair is only cosmetic).
-        m.store(H_SNAP_TIME, time, Relaxed);
-        m.store(H_SNAP_BYTES, bytes, Relaxed);
-        m.store(H_SNAP_ACK, req, Relaxed);
-    }
-
-    /// Daemon-side: mark this arena file as replaced, so attached clients re-open the path.
-    #[doc(hidden)]
-    pub fn mark_retired(&self) {
-        // Relaxed: an advisory flag.
-        self.inner.eng.mem.store(H_RETIRED, 1, Relaxed);
-    }
-
     /// Counters summed over every process that ever attached, and per attached process.
     pub fn stats(&self) -> Stats {
         self.inner.eng.stats()
-    }
-
-    /// One bounded step of the expiry sweeper (the daemon calls this periodically).
-    pub fn sweep_expired(&self, max_segments: u32) -> Result<SweepReport, Error> {
-        let who = self.inner.who()?;
-        Ok(self.inner.eng.sweep_expired(who, max_segments))
-    }
-
-    /// Evicts ahead of demand (the daemon calls this often): while writers have less than
-    /// `target_bytes` of room they can take without evicting (FREE segments beyond the
-    /// copy-forward reserve, the unwritten part of PARKED ones), evicts one segment the way a
-    /// writer would, at most `max_evictions` times. Returns how many it did. Writers then
-    /// rarely evict inline; they still do when this falls behind.
-    #[doc(hidden)]
-    pub fn evict_ahead(&self, target_bytes: u64, max_evictions: u32) -> Result<u32, Error> {
-        let who = self.inner.who()?;
-        Ok(self.inner.eng.evict_ahead(who, target_bytes, max_evictions))
-    }
-
-    /// Reaps every process slot whose process is dead: parks its segments, frees the slot.
-    /// Returns the number of slots reaped. Safe to run from several processes at once.
-    pub fn reclaim_dead_clients(&self) -> Result<u32, Error> {
-        let who = self.inner.who()?;
-        self.inner
-            .eng
-            .reap_dead(who)
-            .map_err(|e| Error::io("locking a process slot of", &self.inner.path, e))
     }
 
     /// `true` if the daemon replaced this arena file: re-open the path to get the new one.
     pub fn is_retired(&self) -> bool {
         // Relaxed: an advisory flag.
         self.inner.eng.mem.load(H_RETIRED, Relaxed) != 0
-    }
-
-    /// Asks the kernel to back the arena with transparent huge pages (see
-    /// [`Config::huge_pages`]); safe while other processes use it. `larderd` does this when
-    /// it attaches; it takes about 1–2 ms per 2 MiB of arena still on small pages, and a few
-    /// microseconds per 2 MiB already huge. Every process maps the arena aligned, so each
-    /// one gets huge mappings of whatever is huge in the file.
-    pub fn collapse_huge_pages(&self) -> HugePages {
-        let eng = &self.inner.eng;
-        // Relaxed: a read whose only purpose is to make the page present.
-        eng.mem.mapping().collapse(|off| {
-            eng.mem.load(off as u64, Relaxed);
-        })
-    }
-
-    /// Bytes of the arena backed by huge pages, as this process maps them (from
-    /// `/proc/self/smaps`; `None` where that cannot be read). Reads one word in every
-    /// huge-page-sized range first, so that the whole arena is mapped and counted.
-    pub fn huge_page_bytes(&self) -> Option<u64> {
-        let eng = &self.inner.eng;
-        let map = eng.mem.mapping();
-        let step = crate::mapping::pmd_size() as u64;
-        for off in (0..map.len() as u64).step_by(step as usize) {
-            // Relaxed: a read whose only purpose is to map the page.
-            eng.mem.load(off, Relaxed);
-        }
-        map.pmd_mapped()
-    }
-
-    /// Header words the daemon maintains.
-    pub fn info(&self) -> ArenaInfo {
-        let m = &self.inner.eng.mem;
-        let g = &self.inner.eng.geo;
-        // Relaxed: informational words.
-        ArenaInfo {
-            path: self.inner.path.clone(),
-            arena_size: g.arena_size,
-            layout_version: self.inner.params.layout_version,
-            segment_size: g.seg_size(),
-            segments: g.nsegs,
-            buckets: g.nbuckets,
-            index_slots: g.nbuckets * SLOTS_PER_BUCKET as u64,
-            planned_item_size: (u64::from(g.nsegs) << g.seg_shift) * 10
-                / (g.nbuckets * SLOTS_PER_BUCKET as u64 * 7).max(1),
-            max_processes: g.nprocs,
-            max_key: self.inner.params.max_key,
-            max_value: self.inner.params.max_value,
-            created: self.inner.params.epoch,
-            generation: m.load(H_GENERATION, Relaxed),
-            clean: m.load(H_CLEAN, Relaxed) != 0,
-            daemon_pid: m.load(H_DAEMON_PID, Relaxed) as u32,
-            daemon_started: m.load(H_DAEMON_STARTED, Relaxed),
-        }
-    }
-
-    /// Daemon-side: record an attaching daemon (generation + 1, dirty, pid).
-    #[doc(hidden)]
-    pub fn mark_daemon_attached(&self, pid: u32) {
-        let m = &self.inner.eng.mem;
-        // Relaxed: informational words, read by cachectl.
-        m.fetch_add(H_GENERATION, 1, Relaxed);
-        m.store(H_CLEAN, 0, Relaxed);
-        m.store(H_DAEMON_PID, u64::from(pid), Relaxed);
-        m.store(H_DAEMON_STARTED, unix_now(), Relaxed);
-    }
-
-    /// Daemon-side: record a clean detach.
-    #[doc(hidden)]
-    pub fn mark_daemon_detached(&self) {
-        let m = &self.inner.eng.mem;
-        // Relaxed: informational words.
-        m.store(H_DAEMON_PID, 0, Relaxed);
-        m.store(H_CLEAN, 1, Relaxed);
-    }
-
-    /// Replaces the wall clock used for TTLs by a manual one (tests of expiry).
-    #[doc(hidden)]
-    pub fn with_manual_clock(mut self, unix_secs: Arc<std::sync::atomic::AtomicU64>) -> Cache {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.eng.clock = Clock::Manual(unix_secs),
-            None => panic!("with_manual_clock must be called before the handle is cloned"),
-        }
-        self
     }
 }
 
@@ -605,36 +361,6 @@ pub struct Entry {
     pub ttl: Option<Duration>,
     /// How long after `ttl` the value may still be served stale (`SetOptions::stale_grace`).
     pub grace: Option<Duration>,
-}
-
-/// What the header says about an arena.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ArenaInfo {
-    pub path: PathBuf,
-    pub arena_size: u64,
-    pub layout_version: u32,
-    pub segment_size: u64,
-    pub segments: u32,
-    pub buckets: u64,
-    /// Index slots (8 per bucket).
-    pub index_slots: u64,
-    /// The item size (header + key + value) at which the item log and the index (at 0.7
-    /// load) fill together. Items much larger leave index memory unused; much smaller ones
-    /// fill the index first, and it then drops items.
-    pub planned_item_size: u64,
-    pub max_processes: u32,
-    pub max_key: u32,
-    pub max_value: u32,
-    /// Unix seconds at creation.
-    pub created: u64,
-    /// Number of daemon attaches so far.
-    pub generation: u64,
-    /// The last daemon detached cleanly.
-    pub clean: bool,
-    /// 0 when no daemon is attached.
-    pub daemon_pid: u32,
-    pub daemon_started: u64,
 }
 
 /// Streaming iterator over keys; see [`Cache::keys`].
@@ -656,111 +382,6 @@ impl Iterator for Keys<'_> {
             self.bucket += 1;
         }
         self.pending.pop()
-    }
-}
-
-impl Inner {
-    /// This process's attachment, registering anew first in a forked child.
-    #[inline]
-    fn att(&self) -> Result<&Attachment, Error> {
-        // Acquire: pairs with the Release of the CAS that installed it (reattach), so its
-        // fields are initialised.
-        let a = self.att.load(StdOrdering::Acquire);
-        // SAFETY: never null (set in attach); an attachment stays allocated while its Inner
-        // lives (replaced ones are leaked, the current one freed in Drop).
-        let a = unsafe { &*a };
-        if a.epoch != crate::fork::epoch() {
-            return self.reattach();
-        }
-        Ok(a)
-    }
-
-    #[inline]
-    fn who(&self) -> Result<Who, Error> {
-        self.att().map(|a| a.who)
-    }
-
-    /// In a forked child: registers the child (a slot, a lock, empty lanes of its own) and
-    /// installs it. Lock-free: threads of the child racing here each register, one wins the
-    /// CAS and the others give their slot back, so none can wait on anything the fork left
-    /// held (the registration mutex this replaces could be held by a thread of the parent).
-    #[cold]
-    fn reattach(&self) -> Result<&Attachment, Error> {
-        if self.observer {
-            return Err(Error::Observer);
-        }
-        loop {
-            // Acquire: as in att.
-            let cur = self.att.load(StdOrdering::Acquire);
-            // SAFETY: as in att.
-            if unsafe { &*cur }.epoch == crate::fork::epoch() {
-                // SAFETY: as in att.
-                return Ok(unsafe { &*cur });
-            }
-            let new = Box::into_raw(Box::new(self.register()?));
-            // AcqRel: Release publishes the new attachment to att's Acquire loads; Acquire
-            // on failure reads the winner's. The parent's attachment is leaked, not freed:
-            // another thread of this child may be reading it right now.
-            match self
-                .att
-                .compare_exchange(cur, new, StdOrdering::AcqRel, StdOrdering::Acquire)
-            {
-                // SAFETY: `new` stays allocated while self lives (see att).
-                Ok(_) => return Ok(unsafe { &*new }),
-                Err(_) => {
-                    // SAFETY: `new` came from Box::into_raw above and was never shared.
-                    let lost = unsafe { Box::from_raw(new) };
-                    self.detach(*lost);
-                }
-            }
-        }
-    }
-
-    /// Registers this process: takes the first slot whose lock it can take through a new
-    /// description (reaping a dead previous holder first), with empty lanes.
-    fn register(&self) -> Result<Attachment, Error> {
-        let fd = LockFd::open(|| reopen(&self.file))
-            .map_err(|e| Error::io("reopening", &self.path, e))?;
-        let eng = &self.eng;
-        for slot in 0..eng.geo.nprocs {
-            let off = eng.geo.proc_off(slot);
-            if !ofd::try_lock(fd.as_raw_fd(), off)
-                .map_err(|e| Error::io("locking a process slot of", &self.path, e))?
-            {
-                continue;
-            }
-            let old = eng.slot_reg(slot);
-            if old != 0 {
-                // Holding its lock proves the previous holder dead; reap before reuse.
-                eng.reap(Who { slot, reg: old }, slot, old);
-            }
-            if let Some(who) = eng.claim_slot(slot, std::process::id(), unix_now()) {
-                return Ok(Attachment {
-                    epoch: fd.epoch(),
-                    who,
-                    _lock: Some(fd),
-                    lanes: (0..self.nlanes)
-                        .map(|_| Mutex::new(Lane::default()))
-                        .collect(),
-                });
-            }
-            ofd::unlock(fd.as_raw_fd(), off);
-        }
-        Err(Error::TooManyProcesses {
-            max: eng.geo.nprocs,
-        })
-    }
-
-    /// Gives up an attachment of this fork epoch: parks its lane segments, frees the slot,
-    /// and closes the descriptor (dropping the slot's lock).
-    fn detach(&self, mut a: Attachment) {
-        for lane in a.lanes.iter_mut() {
-            let lane = lane.get_mut().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = lane.seg.take() {
-                self.eng.park(a.who, s);
-            }
-        }
-        self.eng.release_slot(a.who);
     }
 }
 

@@ -31,6 +31,8 @@
 mod protocol;
 
 #[cfg(not(larder_loom))]
+mod admin;
+#[cfg(not(larder_loom))]
 mod arena;
 #[cfg(not(larder_loom))]
 mod cache;
@@ -40,22 +42,28 @@ mod evictor;
 #[cfg(not(larder_loom))]
 mod fork;
 #[cfg(not(larder_loom))]
+mod info;
+#[cfg(not(larder_loom))]
 mod mapping;
 #[cfg(not(larder_loom))]
 mod ofd;
 #[cfg(not(larder_loom))]
 mod patterns;
+#[cfg(not(larder_loom))]
+mod registration;
 
 pub use protocol::layout;
 
 #[cfg(not(larder_loom))]
 pub use arena::{default_arena_path, Config};
 #[cfg(not(larder_loom))]
-pub use cache::{ArenaInfo, Cache, CasOutcome, CasToken, Entry, Keys};
+pub use cache::{Cache, CasOutcome, CasToken, Entry, Keys};
 pub use error::Error;
 #[cfg(not(larder_loom))]
 #[doc(hidden)]
 pub use evictor::Evictor;
+#[cfg(not(larder_loom))]
+pub use info::ArenaInfo;
 #[cfg(not(larder_loom))]
 pub use mapping::HugePages;
 #[cfg(not(larder_loom))]

@@ -3,7 +3,7 @@
 //! `larderd`, `cachectl` and every client use these definitions; nothing re-derives an
 //! offset. The structs here are `#[repr(C)]` *descriptions* used for `offset_of!` and
 //! `size_of`; none is ever materialised over shared memory (bytes another process may write
-//! are only touched through [`crate::protocol::mem::Mem`] atomics). See `docs/design.md` §2.
+//! are only touched through `Mem` atomics). See `docs/design.md` §2.
 
 use std::mem::{offset_of, size_of};
 

@@ -1,9 +1,7 @@
-//! The arena protocol: everything that reads or writes arena words, generic over [`Mem`]
+//! The arena protocol: everything that reads or writes arena words, generic over `Mem`
 //! (word at an offset), so that it builds under loom and runs on heap memory in tests as it
 //! runs on the shared mapping in production (docs/design.md). Nothing here opens a file,
 //! maps memory or takes a lock; that is the host side, beside this folder.
-//!
-//! [`Mem`]: mem::Mem
 
 pub(crate) mod alloc;
 #[cfg(all(test, not(larder_loom)))]
