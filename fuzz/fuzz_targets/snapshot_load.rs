@@ -1,5 +1,5 @@
-//! The snapshot reader: larderd's `snapshot::load` (src/snapshot.rs, compiled in here as a
-//! module) on arbitrary bytes written to a file, into a small arena. It must return an
+//! The snapshot reader: larderd's `snapshot::load` (src/snapshot.rs, from the larderd
+//! library) on arbitrary bytes written to a file, into a small arena. It must return an
 //! error for anything that is not a complete, undamaged snapshot — never panic, hang or
 //! allocate without bound — and store nothing from a file it refuses.
 #![no_main]
@@ -10,9 +10,7 @@ use std::sync::OnceLock;
 use larder::{Cache, Config};
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code)]
-#[path = "../../src/snapshot.rs"]
-mod snapshot;
+use larderd::snapshot;
 
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("larder-fuzz-snap-{}", std::process::id()));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
-use crate::units;
+use larderd::units;
 
 const ABOUT: &str = "Inspect and operate a larder shared-memory cache";
 

@@ -13,11 +13,6 @@ mod glob;
 mod ops;
 mod transfer;
 
-// Shared with larderd; cachectl uses only part of it.
-#[allow(dead_code)]
-#[path = "../../units.rs"]
-mod units;
-
 use std::ffi::OsStr;
 use std::io::{BufWriter, IsTerminal, StdoutLock, Write};
 use std::os::unix::ffi::OsStrExt;

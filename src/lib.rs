@@ -1,0 +1,9 @@
+//! The larder daemon's library: the daemon itself (`daemon`, run by the `larderd` binary),
+//! and what `larderd`, `cachectl` and the fuzz targets share — snapshots, metrics, the
+//! systemd notifier, and size and duration units.
+
+pub mod daemon;
+pub mod metrics;
+pub mod notify;
+pub mod snapshot;
+pub mod units;
