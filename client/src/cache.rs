@@ -165,10 +165,12 @@ impl Cache {
         (self.inner.params.max_key, self.inner.params.max_value)
     }
 
-    /// Appends the value of `key` to `out` and returns `true` on a hit. Allocates nothing
-    /// when `out` has room: the hot path for repeated reads.
+    /// Replaces the contents of `out` with the value of `key` and returns `true` on a hit;
+    /// on a miss (or an error) `out` is left empty. Its capacity is kept, so a buffer reused
+    /// across calls allocates nothing once it has room: the hot path for repeated reads.
     #[inline]
     pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, Error> {
+        out.clear();
         let who = self.inner.who()?;
         Ok(self.inner.eng.get(who, key, out)?.is_some())
     }

@@ -37,15 +37,28 @@ fn set_get_delete_round_trip() {
 }
 
 #[test]
-fn get_into_appends_and_leaves_buffer_alone_on_miss() {
+fn get_into_replaces_the_buffer_and_keeps_its_capacity() {
     let d = TempDir::new("api");
     let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
     c.set(b"a", b"xyz", None).unwrap();
+    c.set(b"long", &[7u8; 300], None).unwrap();
+    // A reused buffer, as the README shows it: each hit holds exactly the value asked for.
     let mut buf = b"pre-".to_vec();
+    assert!(c.get_into(b"long", &mut buf).unwrap());
+    assert_eq!(buf, [7u8; 300]);
+    let cap = buf.capacity();
+    let ptr = buf.as_ptr();
     assert!(c.get_into(b"a", &mut buf).unwrap());
-    assert_eq!(buf, b"pre-xyz");
+    assert_eq!(buf, b"xyz");
+    assert_eq!((buf.capacity(), buf.as_ptr()), (cap, ptr), "reallocated");
+    // A miss leaves it empty, never holding an earlier value that could pass for this key's.
     assert!(!c.get_into(b"nope", &mut buf).unwrap());
-    assert_eq!(buf, b"pre-xyz");
+    assert!(buf.is_empty());
+    assert!(matches!(
+        c.get_into(b"", &mut buf),
+        Err(Error::EmptyKey { .. })
+    ));
+    assert!(buf.is_empty());
     let got = c.get_multi(&[&b"a"[..], b"nope"]).unwrap();
     assert_eq!(got, vec![Some(b"xyz".to_vec()), None]);
 }
