@@ -162,24 +162,31 @@ impl<M: Mem> Engine<M> {
         Err(NoSpace)
     }
 
-    /// FREE(g) → OPEN(g, me), then the fence that makes recycling visible to readers.
-    pub(crate) fn claim_free(&self, who: Who, seg: u32, c: u64) -> Option<OpenSeg> {
-        if ctl_state(c) != Some(SegState::Free) {
-            return None;
-        }
+    /// `c` (FREE or PARKED, generation g) → OPEN(g, me) by one CAS; the generation if won.
+    fn take_open(&self, who: Who, seg: u32, c: u64) -> Option<u64> {
         let gen = ctl_gen(c);
-        let off = self.geo.seg_ctl_off(seg);
-        // Acquire: pairs with the Release of the CAS that freed it (the evictor's unlinks
-        // happen-before our writes). Relaxed failure: someone else claimed it.
+        // Acquire: pairs with the Release of whatever CAS left the state `c` (free_segment,
+        // park, reap), as each caller says. Relaxed failure: someone else took it.
         self.mem
             .cas(
-                off,
+                self.geo.seg_ctl_off(seg),
                 c,
                 seg_ctl(gen, SegState::Open, who.reg),
                 Acquire,
                 Relaxed,
             )
             .ok()?;
+        Some(gen)
+    }
+
+    /// FREE(g) → OPEN(g, me), then the fence that makes recycling visible to readers.
+    pub(crate) fn claim_free(&self, who: Who, seg: u32, c: u64) -> Option<OpenSeg> {
+        if ctl_state(c) != Some(SegState::Free) {
+            return None;
+        }
+        // The Acquire pairs with the Release of the CAS that freed it: the evictor's unlinks
+        // happen-before our writes.
+        let gen = self.take_open(who, seg, c)?;
         // Relaxed: wptr and min_expiry are ours alone now; walkers read them only after
         // the state changes again (Release).
         self.mem.store(self.geo.seg_wptr_off(seg), 0, Relaxed);
@@ -205,18 +212,8 @@ impl<M: Mem> Engine<M> {
 
     /// PARKED(g) → OPEN(g, me), continuing after its `wptr`, if `size` bytes still fit.
     fn adopt(&self, who: Who, seg: u32, c: u64, size: u64) -> Option<OpenSeg> {
-        let gen = ctl_gen(c);
-        let off = self.geo.seg_ctl_off(seg);
-        // Acquire: pairs with the Release of park/reap, so the wptr we load is the last one.
-        self.mem
-            .cas(
-                off,
-                c,
-                seg_ctl(gen, SegState::Open, who.reg),
-                Acquire,
-                Relaxed,
-            )
-            .ok()?;
+        // The Acquire pairs with the Release of park/reap, so the wptr we load is the last.
+        let gen = self.take_open(who, seg, c)?;
         // Relaxed: ordered by the Acquire CAS above.
         let wptr = self
             .mem
