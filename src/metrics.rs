@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use larder::{ArenaInfo, Stats};
+use larder::{ArenaInfo, Counters, Stats};
 
 /// What the daemon itself knows, beside the arena's counters.
 #[derive(Debug, Default, Clone)]
@@ -42,68 +42,9 @@ pub fn render(stats: &Stats, info: &ArenaInfo, d: &DaemonMetrics, now: u64) -> S
     let clients = stats.processes.iter().filter(|p| p.pid != me).count();
     let c = "counter";
     let g = "gauge";
-    put(
-        "larder_hits_total",
-        c,
-        "Lookups that found a live item.",
-        t.hits as f64,
-    );
-    put(
-        "larder_misses_total",
-        c,
-        "Lookups that found nothing.",
-        t.misses as f64,
-    );
-    put("larder_sets_total", c, "Items stored.", t.sets as f64);
-    put(
-        "larder_deletes_total",
-        c,
-        "Items deleted.",
-        t.deletes as f64,
-    );
-    put("larder_touches_total", c, "TTL changes.", t.touches as f64);
-    put(
-        "larder_evictions_total",
-        c,
-        "Items dropped by CLOCK eviction.",
-        t.evictions as f64,
-    );
-    put(
-        "larder_expired_total",
-        c,
-        "Expired items unlinked (on read or by the sweeper).",
-        t.expired as f64,
-    );
-    put(
-        "larder_index_evictions_total",
-        c,
-        "Items displaced from a full index neighbourhood.",
-        t.index_evictions as f64,
-    );
-    put(
-        "larder_rejected_total",
-        c,
-        "Writes refused for lack of space.",
-        t.rejected as f64,
-    );
-    put(
-        "larder_torn_retries_total",
-        c,
-        "Reads restarted because a segment was recycled under them.",
-        t.torn_retries as f64,
-    );
-    put(
-        "larder_corrupt_total",
-        c,
-        "Damaged slots or items met and cleared.",
-        t.corrupt as f64,
-    );
-    put(
-        "larder_reclaimed_total",
-        c,
-        "Segments recovered from dead processes.",
-        t.reclaimed as f64,
-    );
+    for (name, v, help) in counters(t) {
+        put(&format!("larder_{name}_total"), c, help, v as f64);
+    }
     put(
         "larder_items",
         g,
@@ -252,4 +193,48 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+/// Every counter, with its name (`cachectl stats` text and JSON; `larder_<name>_total` in
+/// Prometheus) and its Prometheus help, in display order: the one table both `larderd`'s
+/// textfile and `cachectl stats --format prometheus` print from.
+pub fn counters(c: &Counters) -> [(&'static str, u64, &'static str); 12] {
+    [
+        ("hits", c.hits, "Lookups that found a live item."),
+        ("misses", c.misses, "Lookups that found nothing."),
+        ("sets", c.sets, "Items stored."),
+        ("deletes", c.deletes, "Items deleted."),
+        ("touches", c.touches, "TTLs changed by touch."),
+        (
+            "evictions",
+            c.evictions,
+            "Items dropped by CLOCK eviction of their segment.",
+        ),
+        (
+            "expired",
+            c.expired,
+            "Expired items unlinked (on read or by the sweeper).",
+        ),
+        (
+            "index_evictions",
+            c.index_evictions,
+            "Items displaced because their index neighbourhood was full.",
+        ),
+        ("rejected", c.rejected, "Writes refused for lack of space."),
+        (
+            "torn_retries",
+            c.torn_retries,
+            "Reads restarted because a segment was recycled under them.",
+        ),
+        (
+            "corrupt",
+            c.corrupt,
+            "Damaged slots or items met and cleared.",
+        ),
+        (
+            "reclaimed",
+            c.reclaimed,
+            "Segments recovered from dead processes.",
+        ),
+    ]
 }

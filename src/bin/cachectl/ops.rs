@@ -6,53 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use larder::{ArenaInfo, Cache, Counters, Stats};
+use larderd::metrics::counters;
 use serde_json::{json, Map, Value};
 
 use crate::cli::StatsFormat;
 use crate::fmt;
 use crate::{Out, Status};
-
-/// Every counter, with its name in text/JSON, its Prometheus help, in display order.
-fn counters(c: &Counters) -> [(&'static str, u64, &'static str); 12] {
-    [
-        ("hits", c.hits, "Lookups that found a live item."),
-        ("misses", c.misses, "Lookups that found nothing."),
-        ("sets", c.sets, "Items stored."),
-        ("deletes", c.deletes, "Items deleted."),
-        ("touches", c.touches, "TTLs changed by touch."),
-        (
-            "evictions",
-            c.evictions,
-            "Items dropped by CLOCK eviction of their segment.",
-        ),
-        (
-            "expired",
-            c.expired,
-            "Expired items unlinked (on read or by the sweeper).",
-        ),
-        (
-            "index_evictions",
-            c.index_evictions,
-            "Items displaced because their index neighbourhood was full.",
-        ),
-        ("rejected", c.rejected, "Writes refused for lack of space."),
-        (
-            "torn_retries",
-            c.torn_retries,
-            "Reads restarted because a segment was recycled under them.",
-        ),
-        (
-            "corrupt",
-            c.corrupt,
-            "Damaged slots or items met and cleared.",
-        ),
-        (
-            "reclaimed",
-            c.reclaimed,
-            "Segments recovered from dead processes.",
-        ),
-    ]
-}
 
 fn counters_json(c: &Counters) -> Value {
     let mut m: Map<String, Value> = counters(c)
