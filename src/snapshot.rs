@@ -51,12 +51,7 @@ const CHUNK: usize = 256 << 10;
 /// flush a whole arena's worth of dirty pages in one burst.
 const WRITEBACK_EVERY: u64 = 16 << 20;
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::units::unix_now;
 
 fn header(created: u64, items: u64) -> [u8; HEADER_LEN] {
     header_of(VERSION, created, items)

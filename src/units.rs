@@ -2,6 +2,13 @@
 
 use std::time::Duration;
 
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// `64MiB`, `64M`, `1g`, `4096`, `1.5GiB`: binary multiples (K = KiB).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -1,18 +1,13 @@
 //! Human-readable sizes, durations and timestamps, and JSON byte fields.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
 pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use larderd::units::unix_now;
 
 /// `8.0 MiB`, `512 B`.
 pub fn size(n: u64) -> String {
