@@ -1,4 +1,5 @@
-//! Parsing of human-friendly sizes, durations and modes for command-line flags.
+//! Human-friendly sizes, durations and modes for command-line flags, and the wall clock in
+//! unix seconds.
 
 use std::time::Duration;
 

@@ -648,6 +648,35 @@ fn dump_flush_load_round_trip() {
 }
 
 #[test]
+fn dump_and_load_keep_stale_grace() {
+    let (d, p, cache) = arena("dump-grace");
+    let opts = larder::SetOptions::new()
+        .ttl(Duration::from_secs(600))
+        .stale_grace(Duration::from_secs(3600));
+    cache.set_with(b"graceful", b"v", &opts).unwrap();
+    cache
+        .set(b"plain", b"v", Some(Duration::from_secs(600)))
+        .unwrap();
+    let file = d.path("dump.jsonl");
+    assert_eq!(go(&p, &["dump", file.to_str().unwrap()]).code, 0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let g = lines.iter().find(|o| o["key"] == "graceful").unwrap();
+    assert_eq!(g["grace"], 3600, "{g}");
+    let plain = lines.iter().find(|o| o["key"] == "plain").unwrap();
+    assert!(plain.get("grace").is_none(), "{plain}");
+    assert_eq!(go(&p, &["flush"]).code, 0);
+    let r = go(&p, &["load", file.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let grace_of = |k: &[u8]| cache.entries().find(|e| e.key == k).unwrap().grace;
+    assert_eq!(grace_of(b"graceful"), Some(Duration::from_secs(3600)));
+    assert_eq!(grace_of(b"plain"), None);
+}
+
+#[test]
 fn load_rejects_malformed_files_whole() {
     let (d, p, cache) = arena("load");
     let file = d.path("in.jsonl");

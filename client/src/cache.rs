@@ -365,6 +365,22 @@ pub struct Entry {
     pub grace: Option<Duration>,
 }
 
+impl Entry {
+    /// The options that store this entry again as it was: its TTL and stale grace (for
+    /// copies, dumps and restores).
+    pub fn options(&self) -> crate::SetOptions {
+        let o = crate::SetOptions::new();
+        let o = match self.ttl {
+            Some(t) => o.ttl(t),
+            None => o,
+        };
+        match self.grace {
+            Some(g) => o.stale_grace(g),
+            None => o,
+        }
+    }
+}
+
 /// Streaming iterator over keys; see [`Cache::keys`].
 pub struct Keys<'a> {
     cache: &'a Cache,

@@ -92,18 +92,10 @@ pub(crate) fn replace(path: &Path, config: &Config, old: Cache) -> anyhow::Resul
     let t0 = Instant::now();
     let (mut carried, mut refused) = (0u64, 0u64);
     for e in old.entries() {
-        let ttl = match e.ttl {
-            Some(t) if t.is_zero() => continue,
-            t => t,
-        };
-        let added = match (ttl, e.grace) {
-            (Some(t), Some(g)) => new.add_with(
-                &e.key,
-                &e.value,
-                &larder::SetOptions::new().ttl(t).stale_grace(g),
-            ),
-            _ => new.add(&e.key, &e.value, ttl),
-        };
+        if e.ttl.is_some_and(|t| t.is_zero()) {
+            continue;
+        }
+        let added = new.add_with(&e.key, &e.value, &e.options());
         match added {
             Ok(_) => carried += 1,
             Err(_) => refused += 1,

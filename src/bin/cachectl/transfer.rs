@@ -20,6 +20,21 @@ pub struct Record {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
     pub ttl: Option<Duration>,
+    /// Stale grace after the TTL (written only when there is one).
+    pub grace: Option<Duration>,
+}
+
+impl Record {
+    /// What to store it with: its TTL and stale grace.
+    fn options(&self) -> larder::SetOptions {
+        larder::Entry {
+            key: Vec::new(),
+            value: Vec::new(),
+            ttl: self.ttl,
+            grace: self.grace,
+        }
+        .options()
+    }
 }
 
 /// Appends one record as a JSON line.
@@ -28,10 +43,14 @@ pub fn write_record(
     key: &[u8],
     value: &[u8],
     ttl: Option<Duration>,
+    grace: Option<Duration>,
 ) -> std::io::Result<()> {
     let mut m = fmt::bytes_obj("key", key);
     fmt::put_bytes(&mut m, "value", value);
     m.insert("ttl".into(), ttl.map(fmt::ttl_secs).into());
+    if let Some(g) = grace.filter(|_| ttl.is_some()) {
+        m.insert("grace".into(), g.as_secs().into());
+    }
     serde_json::to_writer(&mut *out, &Value::Object(m))?;
     out.write_all(b"\n")
 }
@@ -47,27 +66,15 @@ pub fn parse_line(line: &[u8], (max_key, max_value): (u32, u32)) -> Result<Optio
     };
     let key = take_bytes(&mut m, "key")?;
     let value = take_bytes(&mut m, "value")?;
-    let ttl = match m.remove("ttl") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(0) => None,
-            Some(s) => Some(Duration::from_secs(s)),
-            None => {
-                return Err(format!(
-                    "\"ttl\" must be whole seconds >= 0 or null, not {n}"
-                ))
-            }
-        },
-        Some(other) => {
-            return Err(format!(
-                "\"ttl\" must be whole seconds >= 0 or null, not {other}"
-            ))
-        }
-    };
+    let ttl = take_secs(&mut m, "ttl")?;
+    let grace = take_secs(&mut m, "grace")?;
     if let Some(extra) = m.keys().next() {
         return Err(format!(
-            "unknown field {extra:?} (allowed: key, key_b64, value, value_b64, ttl)"
+            "unknown field {extra:?} (allowed: key, key_b64, value, value_b64, ttl, grace)"
         ));
+    }
+    if grace.is_some() && ttl.is_none() {
+        return Err("\"grace\" needs a \"ttl\": stale grace starts when the TTL ends".into());
     }
     if key.is_empty() {
         return Err("empty key".into());
@@ -84,7 +91,32 @@ pub fn parse_line(line: &[u8], (max_key, max_value): (u32, u32)) -> Result<Optio
             value.len()
         ));
     }
-    Ok(Some(Record { key, value, ttl }))
+    Ok(Some(Record {
+        key,
+        value,
+        ttl,
+        grace,
+    }))
+}
+
+/// Removes the optional field `name`: whole seconds, where 0 and null mean none.
+fn take_secs(
+    m: &mut serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<Duration>, String> {
+    match m.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(0) => Ok(None),
+            Some(s) => Ok(Some(Duration::from_secs(s))),
+            None => Err(format!(
+                "\"{name}\" must be whole seconds >= 0 or null, not {n}"
+            )),
+        },
+        Some(other) => Err(format!(
+            "\"{name}\" must be whole seconds >= 0 or null, not {other}"
+        )),
+    }
 }
 
 /// Removes `name` (a string) or `name_b64` (base64) from `m`; exactly one must be present.
@@ -180,7 +212,7 @@ pub fn dump(cache: &Cache, file: &Path, out: &mut Out) -> anyhow::Result<Status>
     let mut n = 0u64;
     let mut write_all = |w: &mut dyn Write| -> anyhow::Result<()> {
         for e in cache.entries() {
-            write_record(w, &e.key, &e.value, e.ttl)?;
+            write_record(w, &e.key, &e.value, e.ttl, e.grace)?;
             n += 1;
             progress.tick(n, total);
         }
@@ -377,10 +409,11 @@ pub fn load(
     let stored = Cell::new(0u64);
     let (mut kept_existing, mut seen) = (0u64, 0u64);
     let mut store = |n: u64, r: &Record| -> anyhow::Result<()> {
+        let opts = r.options();
         let ok = if no_overwrite {
-            cache.add(&r.key, &r.value, r.ttl)
+            cache.add_with(&r.key, &r.value, &opts)
         } else {
-            cache.set(&r.key, &r.value, r.ttl).map(|()| true)
+            cache.set_with(&r.key, &r.value, &opts).map(|()| true)
         }
         .with_context(|| {
             format!(
@@ -467,12 +500,14 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for (k, v, t) in [
-            (&b"plain"[..], &b"text \"quoted\"\n"[..], None),
-            (b"bin\xff", b"\x00\x01\xfe", Some(Duration::from_secs(30))),
+        let s = |n| Some(Duration::from_secs(n));
+        for (k, v, t, g) in [
+            (&b"plain"[..], &b"text \"quoted\"\n"[..], None, None),
+            (b"bin\xff", b"\x00\x01\xfe", s(30), None),
+            (b"stale", b"v", s(30), s(600)),
         ] {
             let mut line = Vec::new();
-            write_record(&mut line, k, v, t).unwrap();
+            write_record(&mut line, k, v, t, g).unwrap();
             assert_eq!(line.last(), Some(&b'\n'));
             let r = parse_line(&line[..line.len() - 1], LIM).unwrap().unwrap();
             assert_eq!(
@@ -480,7 +515,8 @@ mod tests {
                 Record {
                     key: k.to_vec(),
                     value: v.to_vec(),
-                    ttl: t
+                    ttl: t,
+                    grace: g,
                 }
             );
         }
@@ -499,6 +535,8 @@ mod tests {
         assert!(bad(r#"{"key":"k","value":"","ttl":-1}"#).contains("ttl"));
         assert!(bad(r#"{"key":"k","value":"","ttl":"5m"}"#).contains("ttl"));
         assert!(bad(r#"{"key":"k","value":"","tll":5}"#).contains("unknown field"));
+        assert!(bad(r#"{"key":"k","value":"","grace":5}"#).contains("needs a \"ttl\""));
+        assert!(bad(r#"{"key":"k","value":"","ttl":5,"grace":-1}"#).contains("grace"));
         assert!(bad(r#"{"key":"","value":""}"#).contains("empty key"));
         let big = format!(r#"{{"key":"k","value":"{}"}}"#, "x".repeat(1025));
         assert!(bad(&big).contains("limit of 1024"));
