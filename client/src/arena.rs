@@ -2,7 +2,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -199,8 +198,7 @@ pub fn default_arena_path() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
         return Path::new(&d).join("larder").join("arena");
     }
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid();
     PathBuf::from(format!("/dev/shm/larder-{uid}/arena"))
 }
 
@@ -250,15 +248,11 @@ fn format_into(tmp: &Path, geo: &Geometry, config: &Config) -> Result<(), Error>
         // Refusals are not errors: the arena works on small pages.
         let _ = collapse_new(&f, geo.arena_size);
     }
-    // SAFETY: posix_fallocate on a file descriptor we own; lengths are checked u64 → off_t.
-    let r = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, geo.arena_size as libc::off_t) };
-    if r != 0 {
-        return Err(Error::io(
-            "reserving space for",
-            tmp,
-            std::io::Error::from_raw_os_error(r),
-        ));
-    }
+    let len = libc::off_t::try_from(geo.arena_size).map_err(|_| Error::InvalidConfig {
+        reason: format!("arena size {} does not fit a file offset", geo.arena_size),
+    })?;
+    nix::fcntl::posix_fallocate(&f, 0, len)
+        .map_err(|e| Error::io("reserving space for", tmp, e.into()))?;
     let p = Params {
         magic: MAGIC,
         layout_version: LAYOUT_VERSION,
@@ -306,9 +300,7 @@ fn collapse_new(f: &File, size: u64) -> std::io::Result<HugePages> {
 
 fn random_seed() -> u64 {
     let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into the buffer we own.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n == 8 {
+    if getrandom::getrandom(&mut b).is_ok() {
         u64::from_le_bytes(b)
     } else {
         // No entropy source: the seed only spreads keys, it is not a secret.

@@ -15,7 +15,7 @@
 
 use std::cell::UnsafeCell;
 use std::fs::File;
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::Once;
 
@@ -99,7 +99,8 @@ pub(crate) fn epoch() -> u64 {
 /// A file description that may hold OFD locks, closed in every forked child at the fork.
 #[derive(Debug)]
 pub(crate) struct LockFd {
-    fd: RawFd,
+    /// `None` only while dropping.
+    fd: Option<OwnedFd>,
     /// The fork epoch it was opened in; in a later one (a child) the number is not ours.
     epoch: u64,
 }
@@ -113,9 +114,12 @@ impl LockFd {
             unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
         });
         with_table(|t| {
-            let fd = open()?.into_raw_fd();
-            t.push(fd);
-            Ok(LockFd { fd, epoch: epoch() })
+            let fd = OwnedFd::from(open()?);
+            t.push(fd.as_raw_fd());
+            Ok(LockFd {
+                fd: Some(fd),
+                epoch: epoch(),
+            })
         })
     }
 }
@@ -127,27 +131,28 @@ impl LockFd {
     }
 }
 
-impl AsRawFd for LockFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd
+impl AsFd for LockFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_ref().expect("open until dropped").as_fd()
     }
 }
 
 impl Drop for LockFd {
     fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
         with_table(|t| {
             if self.epoch != epoch() {
                 // We are in a forked child: the fork closed our copy, and the number may
-                // name another file since. Nothing to do.
+                // name another file since. Forget it without closing.
+                let _ = fd.into_raw_fd();
                 return;
             }
-            if let Some(i) = t.iter().position(|&fd| fd == self.fd) {
+            if let Some(i) = t.iter().position(|&n| n == fd.as_raw_fd()) {
                 t.swap_remove(i);
             }
-            // SAFETY: our own descriptor, recorded until just now and closed once, under
-            // the lock, so no fork sees it recorded but closed (a child would close a number
-            // reused by then).
-            unsafe { libc::close(self.fd) };
+            // Closed here, under the lock, so no fork sees it recorded but closed (a child
+            // would close a number reused by then).
+            drop(fd);
         });
     }
 }

@@ -67,7 +67,7 @@ pub(crate) struct OfdLiveness {
 
 impl Liveness for OfdLiveness {
     fn slot_unlocked(&self, slot: u32) -> bool {
-        !ofd::is_locked(self.file.as_raw_fd(), self.geo.proc_off(slot))
+        !ofd::is_locked(&*self.file, self.geo.proc_off(slot))
     }
 
     fn probe(&self) -> std::io::Result<Box<dyn SlotProbe + '_>> {
@@ -89,11 +89,11 @@ struct OfdProbe {
 
 impl SlotProbe for OfdProbe {
     fn try_lock(&self, slot: u32) -> std::io::Result<bool> {
-        ofd::try_lock(self.fd.as_raw_fd(), self.geo.proc_off(slot))
+        ofd::try_lock(&self.fd, self.geo.proc_off(slot))
     }
 
     fn unlock(&self, slot: u32) {
-        ofd::unlock(self.fd.as_raw_fd(), self.geo.proc_off(slot));
+        ofd::unlock(&self.fd, self.geo.proc_off(slot));
     }
 }
 
@@ -170,7 +170,7 @@ impl Inner {
         let eng = &self.eng;
         for slot in 0..eng.geo.nprocs {
             let off = eng.geo.proc_off(slot);
-            if !ofd::try_lock(fd.as_raw_fd(), off)
+            if !ofd::try_lock(&fd, off)
                 .map_err(|e| Error::io("locking a process slot of", &self.path, e))?
             {
                 continue;
@@ -190,7 +190,7 @@ impl Inner {
                         .collect(),
                 });
             }
-            ofd::unlock(fd.as_raw_fd(), off);
+            ofd::unlock(&fd, off);
         }
         Err(Error::TooManyProcesses {
             max: eng.geo.nprocs,
