@@ -432,6 +432,7 @@ fn write_tmp(
         f.write_all(chunk)?;
         written += chunk.len() as u64;
         if written - synced >= WRITEBACK_EVERY {
+            // Raw libc: nix has no sync_file_range.
             // SAFETY: sync_file_range on a descriptor we own; it only starts writeback.
             unsafe {
                 libc::sync_file_range(

@@ -6,7 +6,14 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use std::os::fd::AsFd;
+
+use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::poll::{poll, PollFd, PollFlags};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::*;
 
@@ -32,47 +39,25 @@ pub(crate) fn lookup_group(name: &str) -> anyhow::Result<u32> {
     if let Ok(gid) = name.parse::<u32>() {
         return Ok(gid);
     }
-    let cname = std::ffi::CString::new(name)
-        .map_err(|_| anyhow::Error::new(Exit(2)).context(format!("bad group name {name:?}")))?;
-    let mut buf = vec![0 as libc::c_char; 4096];
-    loop {
-        // SAFETY: group is plain data that getgrnam_r fills in.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call: the name is NUL-terminated, buf has
-        // buf.len() bytes, grp and result are ours.
-        let r = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if r == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if r != 0 {
-            return Err(std::io::Error::from_raw_os_error(r))
-                .with_context(|| format!("looking up group {name:?}"));
-        }
-        if result.is_null() {
-            return Err(anyhow::Error::new(Exit(2)).context(format!(
-                "--group {name:?}: no such group (create it, e.g. with systemd-sysusers)"
-            )));
-        }
-        return Ok(grp.gr_gid);
+    if name.contains('\0') {
+        return Err(anyhow::Error::new(Exit(2)).context(format!("bad group name {name:?}")));
+    }
+    match nix::unistd::Group::from_name(name)
+        .with_context(|| format!("looking up group {name:?}"))?
+    {
+        Some(g) => Ok(g.gid.as_raw()),
+        None => Err(anyhow::Error::new(Exit(2)).context(format!(
+            "--group {name:?}: no such group (create it, e.g. with systemd-sysusers)"
+        ))),
     }
 }
 
-/// One daemon per arena: an exclusive flock on `<arena>.lock`, holding our pid.
-pub(crate) fn take_daemon_lock(arena: &Path) -> anyhow::Result<std::fs::File> {
+/// One daemon per arena: an exclusive flock on `<arena>.lock`, holding our pid, for as
+/// long as the returned guard lives.
+pub(crate) fn take_daemon_lock(arena: &Path) -> anyhow::Result<Flock<std::fs::File>> {
     use std::io::{Read, Seek};
-    use std::os::fd::AsRawFd;
     let lock_path = arena.with_extension("lock");
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -80,17 +65,20 @@ pub(crate) fn take_daemon_lock(arena: &Path) -> anyhow::Result<std::fs::File> {
         .mode(0o640)
         .open(&lock_path)
         .with_context(|| format!("opening lock file {}", lock_path.display()))?;
-    // SAFETY: flock on a descriptor we own; no memory is passed.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let mut holder = String::new();
-        let _ = f.read_to_string(&mut holder);
-        let holder = holder.trim();
-        return Err(anyhow::Error::new(Exit(2))).context(format!(
-            "another larderd (pid {}) already serves {}",
-            if holder.is_empty() { "unknown" } else { holder },
-            arena.display()
-        ));
-    }
+    let mut f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked,
+        Err((mut f, Errno::EWOULDBLOCK)) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(anyhow::Error::new(Exit(2))).context(format!(
+                "another larderd (pid {}) already serves {}",
+                if holder.is_empty() { "unknown" } else { holder },
+                arena.display()
+            ));
+        }
+        Err((_, e)) => return Err(e).with_context(|| format!("locking {}", lock_path.display())),
+    };
     f.set_len(0)?;
     f.rewind()?;
     writeln!(f, "{}", std::process::id())?;
@@ -106,43 +94,38 @@ pub(crate) enum Sig {
     Snapshot,
 }
 
-/// SIGTERM, SIGINT (stop) and SIGUSR1 (snapshot) taken synchronously.
-pub(crate) struct Signals(libc::sigset_t);
+/// SIGTERM, SIGINT (stop) and SIGUSR1 (snapshot), blocked and taken synchronously from a
+/// signalfd by the main loop.
+pub(crate) struct Signals(SignalFd);
 
 impl Signals {
+    /// Blocks the signals in this thread — call it before any other thread exists, so that
+    /// every thread inherits the mask and only the main loop takes them — and opens the
+    /// signalfd that delivers them.
     pub(crate) fn block() -> anyhow::Result<Signals> {
-        // SAFETY: sigset_t is plain data; the calls below initialise and fill it.
-        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: set points at a sigset_t we own; the signal numbers are valid.
-        unsafe {
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGUSR1);
+        let mut set = SigSet::empty();
+        for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1] {
+            set.add(s);
         }
-        // SAFETY: blocks the signals in this thread (and the threads it starts later) so
-        // sigtimedwait can take them.
-        if unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } != 0 {
-            bail!("blocking signals failed");
-        }
-        Ok(Signals(set))
+        set.thread_block().context("blocking signals")?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .context("opening a signalfd")?;
+        Ok(Signals(fd))
     }
 
     /// Waits up to `d` for one of our signals.
     pub(crate) fn wait(&self, d: Duration) -> anyhow::Result<Option<Sig>> {
-        let ts = libc::timespec {
-            tv_sec: d.as_secs() as libc::time_t,
-            tv_nsec: d.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: the set was initialised in block(); info may be null; ts is valid.
-        let sig = unsafe { libc::sigtimedwait(&self.0, std::ptr::null_mut(), &ts) };
-        if sig < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
-                _ => Err(e).context("waiting for signals"),
-            };
+        let ms = u16::try_from(d.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(Errno::EINTR) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(e).context("waiting for signals"),
         }
+        let Some(info) = self.0.read_signal().context("reading the signalfd")? else {
+            return Ok(None);
+        };
+        let sig = info.ssi_signo as i32;
         Ok(Some(if sig == libc::SIGUSR1 {
             Sig::Snapshot
         } else {

@@ -204,10 +204,12 @@ fn daemon(i: &ArenaInfo) -> Daemon {
     let Ok(raw) = libc::pid_t::try_from(pid) else {
         return Daemon::Dead(pid);
     };
-    // SAFETY: kill with signal 0 only checks that the process exists and may be signalled;
-    // it touches no memory of ours.
-    let r = unsafe { libc::kill(raw, 0) };
-    let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // Signal 0 (None) only checks that the process exists and may be signalled; EPERM
+    // means it exists under another user.
+    let exists = matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None),
+        Ok(()) | Err(nix::errno::Errno::EPERM)
+    );
     if exists && !is_zombie(pid) {
         Daemon::Running(pid)
     } else {
