@@ -7,13 +7,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
-use crate::protocol::engine::Engine;
 use crate::protocol::index::Mode;
-use crate::protocol::layout::{item_meta, item_tag, MAX_DELTA_MS, MAX_TAGS};
+use crate::protocol::layout::{item_meta, MAX_DELTA_MS, MAX_TAGS};
 use crate::protocol::lease::LeaseTry;
-use crate::protocol::mem::Mem;
 use crate::protocol::ops::Fetched;
-use crate::protocol::sync::Ordering::*;
 use crate::Error;
 
 /// How to store an item: TTL, stale grace and tags. Built with [`SetOptions::new`].
@@ -180,13 +177,7 @@ impl Cache {
                     o.tags.len() as u8,
                     delta_ms.min(MAX_DELTA_MS),
                 ));
-                for t in &o.tags {
-                    let idx = e.tag_index(t);
-                    // Acquire: pairs with invalidate_tag; an invalidation that happened
-                    // before this load is not undone by the item we are about to write.
-                    let ver = e.mem.load(e.geo.tags_off + u64::from(idx) * 8, Acquire) as u32;
-                    ext.push(item_tag(idx, ver));
-                }
+                ext.extend(o.tags.iter().map(|t| e.tag_word(t)));
             }
             e.write_ext(who, lane, key, value, o.ttl, mode, &ext)
                 .map(|o| o == crate::protocol::index::Outcome::Stored)
@@ -198,12 +189,7 @@ impl Cache {
     /// one tag may also drop items of another tag that shares its counter: extra misses,
     /// never stale hits.)
     pub fn invalidate_tag(&self, tag: impl AsRef<[u8]>) -> Result<(), Error> {
-        self.with_engine(|e, _| {
-            let idx = e.tag_index(tag.as_ref());
-            // AcqRel: pairs with the Acquire loads of readers and writers of tagged items.
-            e.mem
-                .fetch_add(e.geo.tags_off + u64::from(idx) * 8, 1, AcqRel);
-        })
+        self.with_engine(|e, _| e.invalidate_tag(tag.as_ref()))
     }
 
     /// The value of `key` even if it expired, while within its stale-grace period.
@@ -348,14 +334,6 @@ impl Cache {
             Ok::<(), Error>(())
         })??;
         self.delete(key)
-    }
-}
-
-impl<M: Mem> Engine<M> {
-    /// The tag table entry of a tag.
-    pub(crate) fn tag_index(&self, tag: &[u8]) -> u32 {
-        let h = xxhash_rust::xxh3::xxh3_64_with_seed(tag, self.seed ^ 0x7461_6773);
-        (((h & 0xffff_ffff) * u64::from(self.geo.ntags.max(1))) >> 32) as u32
     }
 }
 

@@ -116,9 +116,10 @@ impl<M: Mem> Engine<M> {
             // Acquire: pairs with invalidate_tag's fetch_add (AcqRel); a version seen
             // changed means the invalidation happened before this read.
             idx < self.geo.ntags
-                && self
-                    .mem
-                    .load(self.geo.tags_off + u64::from(idx) * 8, Acquire) as u32
+                && self.mem.load(
+                    self.geo.tags_off + u64::from(idx) * crate::protocol::layout::TAG_SIZE,
+                    Acquire,
+                ) as u32
                     == (t >> 32) as u32
         })
     }

@@ -22,5 +22,6 @@ pub(crate) mod ops;
 pub(crate) mod procs;
 pub(crate) mod stats;
 pub(crate) mod sync;
+pub(crate) mod tags;
 #[cfg(any(test, larder_loom))]
 pub(crate) mod testkit;
