@@ -1,0 +1,9 @@
+//! The caching patterns applications use, each one call: cache-aside with stampede
+//! protection and early refresh, stale reads, tags, write-through, write-behind, warm-up.
+
+mod cache_aside;
+mod options;
+mod write;
+
+pub use options::{LoadError, LoadOptions, MaybeStale, SetOptions};
+pub use write::{Store, WriteBehind, WriteError, WriteThrough};
