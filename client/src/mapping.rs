@@ -39,7 +39,7 @@ pub(crate) fn pmd_size() -> usize {
         .unwrap_or(2 << 20)
 }
 
-/// A read-write `MAP_SHARED` mapping of a whole file, aligned to [`pmd_size`]. Exported
+/// A read-write `MAP_SHARED` mapping of a whole file, aligned to the huge-page (PMD) size. Exported
 /// (hidden) only so that benches/engine.rs can give its reference table the same pages.
 pub struct Mapping {
     ptr: NonNull<u8>,
