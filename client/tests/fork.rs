@@ -99,6 +99,10 @@ fn many_handles(arena: &str) -> Result<(), String> {
             .map_err(|e| format!("set: {e}"))?;
     }
     let grandchild = fork(|| {
+        // Past the fork handlers (they run before fork returns here): whatever they close
+        // is closed by now. The harness waits for this line before it kills the parent.
+        println!("GRANDCHILD up");
+        let _ = std::io::stdout().flush();
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
         0
@@ -271,24 +275,41 @@ fn a_child_keeps_none_of_its_parents_65_slots_alive() {
     let c = Cache::create(d.arena(), &small(16 << 20).max_processes(80)).unwrap();
     let mut worker = spawn("many-handles", &d.arena());
     let mut out = BufReader::new(worker.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("RESULT") {
-        line.clear();
+    // Both lines, in either order: the parent's result, and the grandchild running.
+    let (mut result_line, mut up) = (None, false);
+    while result_line.is_none() || !up {
+        let mut line = String::new();
         assert!(
             out.read_line(&mut line).unwrap() > 0,
             "the worker ended early: {}",
             stderr_of(&d.arena())
         );
+        up |= line.contains("GRANDCHILD up");
+        if line.contains("RESULT") {
+            result_line = Some(line);
+        }
     }
-    let grandchild = result(&line, "grandchild") as i32;
+    let grandchild = result(&result_line.unwrap(), "grandchild") as i32;
+    // Hold the worker's stdin: the grandchild lives until it reads EOF there (and
+    // `Child::wait` would close it).
+    let stdin = worker.stdin.take();
     worker.kill().unwrap();
     worker.wait().unwrap();
-    // SAFETY: signal 0 only probes for existence.
-    let alive = unsafe { libc::kill(grandchild, 0) } == 0;
     let reaped = c.reclaim_dead_clients().unwrap();
+    // Running or sleeping, not a zombie (which `kill(pid, 0)` would not tell apart).
+    let state = std::fs::read_to_string(format!("/proc/{grandchild}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("State:"))
+                .map(str::to_owned)
+        });
     // Let the grandchild go: EOF on the stdin it inherited from the worker.
-    drop(worker.stdin.take());
-    assert!(alive, "the grandchild should be alive during the check");
+    drop(stdin);
+    assert!(
+        state.as_deref().is_some_and(|s| !s.contains('Z')),
+        "the grandchild should be alive during the check: {state:?}"
+    );
     assert_eq!(
         reaped, HANDLES as u32,
         "slots of the killed parent kept alive by its forked child"
