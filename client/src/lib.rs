@@ -52,6 +52,10 @@ mod patterns;
 #[cfg(not(larder_loom))]
 mod registration;
 
+/// The arena's byte layout: offsets and word formats, for tools that read arena files
+/// directly (the fuzz targets, tests, benchmarks). Not a stable API: it changes with the
+/// layout version.
+#[doc(hidden)]
 pub use protocol::layout;
 
 #[cfg(not(larder_loom))]
