@@ -1,57 +1,9 @@
-//! Values: key, sequence number and checksum (an FNV-1a independent of the cache's xxh3).
+//! Values: the self-checking values of larder-testkit, and what the chaos workers accept
+//! for each kind of key.
 
 use super::*;
 
-pub(crate) fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-        (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-/// `len` bytes (at least the minimum for `key`): key length, key, `seq`, filler derived from
-/// `seq`, checksum of all that.
-pub(crate) fn make_value(key: &[u8], seq: u64, len: usize) -> Vec<u8> {
-    let len = len.max(key.len() + 18);
-    let mut v = Vec::with_capacity(len);
-    v.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    v.extend_from_slice(key);
-    v.extend_from_slice(&seq.to_le_bytes());
-    let mut x = seq ^ 0x9e37_79b9_7f4a_7c15;
-    while v.len() < len - 8 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        v.push((x >> 56) as u8);
-    }
-    let sum = fnv(&v);
-    v.extend_from_slice(&sum.to_le_bytes());
-    v
-}
-
-/// Checks a value made by [`make_value`] for `key`; returns its sequence number.
-pub(crate) fn check_value(key: &[u8], v: &[u8]) -> Result<u64, String> {
-    if v.len() < key.len() + 18 {
-        return Err(format!("value of {} bytes is too short", v.len()));
-    }
-    let (body, sum) = v.split_at(v.len() - 8);
-    if fnv(body) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
-        return Err(format!(
-            "checksum mismatch (torn or foreign value of {} bytes)",
-            v.len()
-        ));
-    }
-    let klen = usize::from(u16::from_le_bytes([body[0], body[1]]));
-    if klen + 10 > body.len() || &body[2..2 + klen] != key {
-        return Err(format!(
-            "value belongs to key {:?}, read under {:?}",
-            String::from_utf8_lossy(&body[2..(2 + klen).min(body.len())]),
-            String::from_utf8_lossy(key)
-        ));
-    }
-    Ok(u64::from_le_bytes(
-        body[2 + klen..10 + klen].try_into().expect("8 bytes"),
-    ))
-}
+pub(crate) use larder_testkit::{check_value, make_value};
 
 pub(crate) fn parse_counter(v: &[u8]) -> Result<u64, String> {
     std::str::from_utf8(v)
