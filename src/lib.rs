@@ -2,6 +2,7 @@
 //! and what `larderd`, `cachectl` and the fuzz targets share — snapshots, metrics, the
 //! systemd notifier, and size and duration units.
 
+pub mod atomic_file;
 pub mod daemon;
 pub mod metrics;
 pub mod notify;

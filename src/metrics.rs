@@ -7,7 +7,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use larder::{ArenaInfo, Counters, Stats};
@@ -178,21 +177,9 @@ fn escape(s: &str) -> String {
 /// Replaces `path` with `text` atomically: a reader sees the old file or the new one whole.
 /// The temporary name starts with a dot and does not end in `.prom`, so the collector skips it.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map_or_else(|| "larder.prom".into(), |n| n.to_string_lossy());
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    drop(f);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    let mut f = crate::atomic_file::AtomicFile::create(path, 0o644)?;
+    f.file().write_all(text.as_bytes())?;
+    f.commit()
 }
 
 /// Every counter, with its name (`cachectl stats` text and JSON; `larder_<name>_total` in

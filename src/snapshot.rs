@@ -26,11 +26,11 @@
 //! the arena with [`Cache::entries`] while clients keep working: the snapshot holds every
 //! item that was live for the whole walk, and items changed during it with either value.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -361,14 +361,6 @@ pub struct WriteReport {
     pub elapsed: Duration,
 }
 
-/// `<dir>/.<name>.tmp`: where a snapshot is written before it is renamed into place.
-fn tmp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "snapshot".into(), |n| n.to_string_lossy());
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
 /// Writes a snapshot of `cache` to `path` atomically (temp file, fsync, rename, fsync of
 /// the directory), at most `rate` bytes a second (0: no limit).
 pub fn write(
@@ -378,17 +370,11 @@ pub fn write(
     control: &Control,
 ) -> anyhow::Result<WriteReport> {
     let t0 = Instant::now();
-    let tmp = tmp_path(path);
+    let tmp = crate::atomic_file::tmp_path(path);
+    // write_tmp fsyncs the file it wrote (after its rate-limited writeback).
     let result = write_tmp(cache, &tmp, rate, control).and_then(|rep| {
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing directory {}", dir.display()))?;
+        crate::atomic_file::rename_durably(&tmp, path)
+            .with_context(|| format!("renaming {} over {}", tmp.display(), path.display()))?;
         Ok(rep)
     });
     match result {

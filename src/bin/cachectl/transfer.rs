@@ -1,9 +1,10 @@
 //! `dump` and `load`: items as JSON lines (the format is documented in `cachectl dump --help`).
 
+use larderd::atomic_file::AtomicFile;
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -224,14 +225,23 @@ pub fn dump(cache: &Cache, file: &Path, out: &mut Out) -> anyhow::Result<Status>
         progress.finish();
         return Ok(Status::Done);
     }
-    let target = AtomicFile::create(file)?;
-    let mut w = BufWriter::new(target.file()?);
-    write_all(&mut w).with_context(|| format!("writing {}", target.tmp.display()))?;
-    w.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("writing {}", target.tmp.display()))?;
-    target.commit()?;
+    // Mode 0600 (before the umask) for a new file: a dump holds the cache's data, which
+    // the arena's own mode may have kept from other users.
+    let mut target =
+        AtomicFile::create(file, 0o600).with_context(|| format!("creating {}", file.display()))?;
+    let tmp = target.tmp().to_owned();
+    let mut w = BufWriter::new(target.file());
+    write_all(&mut w).with_context(|| format!("writing {}", tmp.display()))?;
+    w.flush()
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(w);
+    target.commit().with_context(|| {
+        format!(
+            "writing {} and renaming it over {}",
+            tmp.display(),
+            file.display()
+        )
+    })?;
     progress.finish();
     if out.json {
         out.json_line(&serde_json::json!({ "file": file, "entries": n }))?;
@@ -239,74 +249,6 @@ pub fn dump(cache: &Cache, file: &Path, out: &mut Out) -> anyhow::Result<Status>
         writeln!(out, "dumped {n} entries to {}", file.display())?;
     }
     Ok(Status::Done)
-}
-
-/// A file written under a temporary name in the same directory and renamed over the target
-/// on success; removed on drop otherwise. Targets that are not regular files (/dev/stdout,
-/// a FIFO) are written in place.
-struct AtomicFile {
-    target: PathBuf,
-    tmp: PathBuf,
-    in_place: bool,
-    committed: bool,
-}
-
-impl AtomicFile {
-    fn create(target: &Path) -> anyhow::Result<AtomicFile> {
-        let in_place = std::fs::metadata(target).is_ok_and(|m| !m.file_type().is_file());
-        let tmp = if in_place {
-            target.to_owned()
-        } else {
-            let name = target
-                .file_name()
-                .with_context(|| format!("{} names no file", target.display()))?;
-            let mut t = std::ffi::OsString::from(".");
-            t.push(name);
-            t.push(format!(".tmp.{}", std::process::id()));
-            target.with_file_name(t)
-        };
-        Ok(AtomicFile {
-            target: target.to_owned(),
-            tmp,
-            in_place,
-            committed: false,
-        })
-    }
-
-    /// Mode 0600 (before the umask) for a new file: a dump holds the cache's data, which
-    /// the arena's own mode may have kept from other users.
-    fn file(&self) -> anyhow::Result<File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&self.tmp)
-            .with_context(|| format!("creating {}", self.target.display()))
-    }
-
-    fn commit(mut self) -> anyhow::Result<()> {
-        if !self.in_place {
-            std::fs::rename(&self.tmp, &self.target).with_context(|| {
-                format!(
-                    "renaming {} to {}",
-                    self.tmp.display(),
-                    self.target.display()
-                )
-            })?;
-        }
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if !self.committed && !self.in_place {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 /// Reads lines (without their `\n` / `\r\n`) and numbers them from 1.
