@@ -88,28 +88,23 @@ impl<M: Mem> Engine<M> {
 
     /// OPEN(me) → SEALED: the segment joins the log.
     pub(crate) fn seal(&self, who: Who, s: OpenSeg) {
-        self.enqueue(s.seg);
-        let off = self.geo.seg_ctl_off(s.seg);
-        // AcqRel: Release orders our item writes before the state change evictors act on
-        // (they also load wptr with Acquire); Relaxed failure: someone reaped us, nothing to do.
-        let _ = self.mem.cas(
-            off,
-            seg_ctl(s.gen, SegState::Open, who.reg),
-            seg_ctl(s.gen, SegState::Sealed, 0),
-            AcqRel,
-            Relaxed,
-        );
+        self.release_lane_segment(who, s, SegState::Sealed);
     }
 
     /// OPEN(me) → PARKED: give a partly filled segment back for others to adopt.
     pub(crate) fn park(&self, who: Who, s: OpenSeg) {
+        self.release_lane_segment(who, s, SegState::Parked);
+    }
+
+    /// OPEN(me) → `to` (SEALED or PARKED), at the back of the log.
+    fn release_lane_segment(&self, who: Who, s: OpenSeg, to: SegState) {
         self.enqueue(s.seg);
-        let off = self.geo.seg_ctl_off(s.seg);
-        // AcqRel: as in seal.
+        // AcqRel: Release orders our item writes before the state change evictors act on
+        // (they also load wptr with Acquire); Relaxed failure: someone reaped us, nothing to do.
         let _ = self.mem.cas(
-            off,
+            self.geo.seg_ctl_off(s.seg),
             seg_ctl(s.gen, SegState::Open, who.reg),
-            seg_ctl(s.gen, SegState::Parked, 0),
+            seg_ctl(s.gen, to, 0),
             AcqRel,
             Relaxed,
         );
