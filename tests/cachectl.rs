@@ -3,7 +3,7 @@
 //! "no daemon" error).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -11,27 +11,18 @@ use larder::{Cache, Config};
 use serde_json::Value;
 
 /// A scratch directory removed on drop.
-struct Dir(PathBuf);
+struct Dir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        // Relaxed: only makes names unique within this process.
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("cachectl-test-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
+        let d = tempfile::Builder::new()
+            .prefix(&format!("cachectl-test-{tag}-"))
+            .tempdir()
+            .unwrap();
+        Dir(d.path().to_owned(), d)
     }
     fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

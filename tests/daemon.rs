@@ -10,18 +10,15 @@ use std::time::{Duration, Instant};
 mod support;
 use support::{files_starting, Daemon};
 
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// A scratch directory (`.0` is its path), removed on drop.
+struct Dir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 fn tempdir(tag: &str) -> Dir {
-    let p = std::env::temp_dir().join(format!("larderd-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    Dir(p)
+    let d = tempfile::Builder::new()
+        .prefix(&format!("larderd-test-{tag}-"))
+        .tempdir()
+        .unwrap();
+    Dir(d.path().to_owned(), d)
 }
 
 /// Starts larderd on `arena` and waits for READY=1 on a notify socket we bind.

@@ -3,24 +3,27 @@
 
 use super::*;
 
-pub(crate) struct TempDir(pub(crate) PathBuf);
+/// The run's scratch directory (`.0` is its path): removed on drop, kept after a failure
+/// when `LARDER_CHAOS_KEEP` is set.
+pub(crate) struct TempDir(pub(crate) PathBuf, Option<tempfile::TempDir>);
 
 impl TempDir {
     pub(crate) fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("larder-chaos-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
+        let d = tempfile::Builder::new()
+            .prefix(&format!("larder-chaos-{tag}-"))
+            .tempdir()
+            .expect("create temp dir");
+        TempDir(d.path().to_owned(), Some(d))
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         if std::thread::panicking() && std::env::var_os("LARDER_CHAOS_KEEP").is_some() {
-            eprintln!("keeping {}", self.0.display());
-            return;
+            if let Some(d) = self.1.take() {
+                eprintln!("keeping {}", d.keep().display());
+            }
         }
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
