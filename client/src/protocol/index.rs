@@ -35,25 +35,6 @@ impl Found {
     }
 }
 
-impl<M: Mem> Engine<M> {
-    /// Re-validates a `Found` right before a CAS from its word: the item's segment still has
-    /// the full generation the item was read under. The CAS itself checks the word; this
-    /// rules out the word having come back meanwhile naming another item (the slot emptied,
-    /// the segment recycled 2¹⁴·k times, the same tag published at the same offset), which a
-    /// writer that held the word across an append, an eviction and its waits would otherwise
-    /// replace or delete (design.md §4.3, hazard 7). What is left is the few instructions
-    /// between this load and the CAS, as for readers.
-    #[inline]
-    pub(crate) fn still_current(&self, f: &Found) -> bool {
-        let Some(seg) = self.geo.seg_of(slot_loc(f.w) * 8) else {
-            return false;
-        };
-        // Acquire: keeps the caller's CAS after this load (no later access moves above an
-        // Acquire load); pairs with the Release of free_segment, like the reader's c1.
-        ctl_gen(self.mem.load(self.geo.seg_ctl_off(seg), Acquire)) == f.info.gen
-    }
-}
-
 #[derive(Debug)]
 pub(crate) enum Lookup {
     Found(Found),
@@ -82,6 +63,23 @@ pub(crate) enum Outcome {
 }
 
 impl<M: Mem> Engine<M> {
+    /// Re-validates a `Found` right before a CAS from its word: the item's segment still has
+    /// the full generation the item was read under. The CAS itself checks the word; this
+    /// rules out the word having come back meanwhile naming another item (the slot emptied,
+    /// the segment recycled 2¹⁴·k times, the same tag published at the same offset), which a
+    /// writer that held the word across an append, an eviction and its waits would otherwise
+    /// replace or delete (design.md §4.3, hazard 7). What is left is the few instructions
+    /// between this load and the CAS, as for readers.
+    #[inline]
+    pub(crate) fn still_current(&self, f: &Found) -> bool {
+        let Some(seg) = self.geo.seg_of(slot_loc(f.w) * 8) else {
+            return false;
+        };
+        // Acquire: keeps the caller's CAS after this load (no later access moves above an
+        // Acquire load); pairs with the Release of free_segment, like the reader's c1.
+        ctl_gen(self.mem.load(self.geo.seg_ctl_off(seg), Acquire)) == f.info.gen
+    }
+
     /// Offsets of the two buckets of a hash's neighbourhood.
     #[inline]
     pub(crate) fn neighbourhood(&self, hash: u64) -> [u64; 2] {

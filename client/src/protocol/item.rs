@@ -116,11 +116,7 @@ impl<M: Mem> Engine<M> {
             // Acquire: pairs with invalidate_tag's fetch_add (AcqRel); a version seen
             // changed means the invalidation happened before this read.
             idx < self.geo.ntags
-                && self.mem.load(
-                    self.geo.tags_off + u64::from(idx) * crate::protocol::layout::TAG_SIZE,
-                    Acquire,
-                ) as u32
-                    == (t >> 32) as u32
+                && self.mem.load(self.tag_off(idx), Acquire) as u32 == (t >> 32) as u32
         })
     }
 

@@ -263,21 +263,16 @@ impl<M: Mem> Engine<M> {
             });
         }
         let s = match self.lane_room(who, lane, size) {
-            Ok(s) => s,
             // No segment can be claimed or evicted: dead processes may hold some (OPEN
             // lane segments, EVICTING victims). Reap every dead registration, as the daemon
             // would, and try again; without a daemon nobody else ever will (design.md §6.1).
-            Err(NoSpace) if self.reap_dead(who).unwrap_or(0) > 0 => {
-                self.lane_room(who, lane, size).map_err(|_| {
-                    self.count(who, Counter::Rejected);
-                    Error::ArenaFull
-                })?
-            }
-            Err(NoSpace) => {
-                self.count(who, Counter::Rejected);
-                return Err(Error::ArenaFull);
-            }
-        };
+            Err(NoSpace) if self.reap_dead(who).unwrap_or(0) > 0 => self.lane_room(who, lane, size),
+            r => r,
+        }
+        .map_err(|NoSpace| {
+            self.count(who, Counter::Rejected);
+            Error::ArenaFull
+        })?;
         let at = self.geo.seg_base(s.seg) + s.wptr;
         self.write_item_ext(at, key, value, expires_at, ext);
         self.lane_commit(lane, size, expires_at);

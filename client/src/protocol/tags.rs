@@ -15,7 +15,8 @@ impl<M: Mem> Engine<M> {
         (((h & 0xffff_ffff) * u64::from(self.geo.ntags.max(1))) >> 32) as u32
     }
 
-    fn tag_off(&self, idx: u32) -> u64 {
+    /// The arena offset of tag table entry `idx` (which the caller has bounds-checked).
+    pub(crate) fn tag_off(&self, idx: u32) -> u64 {
         self.geo.tags_off + u64::from(idx) * TAG_SIZE
     }
 
