@@ -248,7 +248,7 @@ fn run_policy(p: &mut impl Policy, reqs: &[u32], warmup: usize, requests: usize)
     s
 }
 
-fn to_io(e: larder::Error) -> io::Error {
+fn to_io(e: impl std::error::Error) -> io::Error {
     io::Error::other(e.to_string())
 }
 
@@ -268,7 +268,7 @@ fn arena_size_for(dir: &Path, nsegs: u32, item: u64) -> io::Result<u64> {
         let _ = std::fs::remove_file(&p);
         let n = match larder::Cache::create(&p, &config(cap, item)) {
             Ok(c) => c.info().segments,
-            Err(larder::Error::InvalidConfig { .. }) => 0,
+            Err(larder::OpenError::InvalidConfig { .. }) => 0,
             Err(e) => return Err(to_io(e)),
         };
         let _ = std::fs::remove_file(&p);

@@ -4,7 +4,7 @@
 
 use larder::{Cache, Config, SetOptions};
 
-fn main() -> Result<(), larder::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("larder-example-tags-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let cache = Cache::create(dir.join("arena"), &Config::new(8 << 20).max_value_len(4096))?;

@@ -11,7 +11,7 @@ use crate::protocol::layout::{
     KEY_LEN_LIMIT, LAYOUT_VERSION, MAGIC, MAX_SEG_SHIFT, MAX_TAGS, MIN_SEG_SHIFT, PARAMS_LEN,
     VALUE_LEN_LIMIT,
 };
-use crate::Error;
+use crate::OpenError;
 
 /// How to format a new arena. Built with [`Config::new`] and the builder methods.
 ///
@@ -94,8 +94,8 @@ impl Config {
         self.capacity
     }
 
-    fn invalid(reason: String) -> Error {
-        Error::InvalidConfig { reason }
+    fn invalid(reason: String) -> OpenError {
+        OpenError::InvalidConfig { reason }
     }
 
     /// The value limit and segment size this configuration gives, checked: the largest
@@ -103,7 +103,7 @@ impl Config {
     /// and `MAX_TAGS` tags: `get_or_load` always adds the meta word) — must fit a segment
     /// (design.md §2.5, §2.6). Counting without them let a maximum-size `get_or_load`
     /// write past its segment's end, over the next segment's first items.
-    fn limits(&self) -> Result<(u32, u64), Error> {
+    fn limits(&self) -> Result<(u32, u64), OpenError> {
         let ext = MAX_EXT_WORDS * 8 + u64::from(self.max_key);
         let fits = |seg: u64| seg.saturating_sub(ITEM_HEADER_SIZE + ext);
         let max_value = match (self.max_value, self.segment_size) {
@@ -141,12 +141,12 @@ impl Config {
     }
 
     /// The longest value an arena created from this configuration accepts.
-    pub fn value_limit(&self) -> Result<u32, Error> {
+    pub fn value_limit(&self) -> Result<u32, OpenError> {
         self.limits().map(|(v, _)| v)
     }
 
     /// Checks the limits and plans the layout.
-    pub(crate) fn plan(&self) -> Result<Geometry, Error> {
+    pub(crate) fn plan(&self) -> Result<Geometry, OpenError> {
         if self.max_key == 0 || self.max_key > KEY_LEN_LIMIT {
             return Err(Self::invalid(format!(
                 "max key length {} is not in 1..={KEY_LEN_LIMIT}",
@@ -172,7 +172,7 @@ impl Config {
     /// `true` if an arena created from this configuration would have exactly the layout
     /// `info` describes (size, segments, index buckets, process slots, key and value
     /// limits): a daemon re-attaches to such an arena and replaces any other.
-    pub fn fits(&self, info: &crate::ArenaInfo) -> Result<bool, Error> {
+    pub fn fits(&self, info: &crate::ArenaInfo) -> Result<bool, OpenError> {
         let g = self.plan()?;
         Ok(g.arena_size == info.arena_size
             && g.seg_size() == info.segment_size
@@ -204,7 +204,7 @@ pub fn default_arena_path() -> PathBuf {
 
 /// Formats a new arena file at `path` (which must not exist): written under a temporary
 /// name, then linked into place, so nobody ever opens a half-formatted arena.
-pub(crate) fn create_file(path: &Path, config: &Config) -> Result<(), Error> {
+pub(crate) fn create_file(path: &Path, config: &Config) -> Result<(), OpenError> {
     let geo = config.plan()?;
     let dir = path
         .parent()
@@ -220,39 +220,39 @@ pub(crate) fn create_file(path: &Path, config: &Config) -> Result<(), Error> {
     let result = format_into(&tmp, &geo, config).and_then(|()| {
         // link(2) fails with EEXIST instead of replacing: never clobber a live arena.
         std::fs::hard_link(&tmp, path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+            std::io::ErrorKind::AlreadyExists => OpenError::AlreadyExists {
                 path: path.to_owned(),
             },
-            _ => Error::io("creating", path, e),
+            _ => OpenError::io("creating", path, e),
         })
     });
     let _ = std::fs::remove_file(&tmp);
     result
 }
 
-fn format_into(tmp: &Path, geo: &Geometry, config: &Config) -> Result<(), Error> {
+fn format_into(tmp: &Path, geo: &Geometry, config: &Config) -> Result<(), OpenError> {
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .mode(config.mode)
         .open(tmp)
-        .map_err(|e| Error::io("creating", tmp, e))?;
+        .map_err(|e| OpenError::io("creating", tmp, e))?;
     f.set_permissions(std::fs::Permissions::from_mode(config.mode))
-        .map_err(|e| Error::io("setting the mode of", tmp, e))?;
+        .map_err(|e| OpenError::io("setting the mode of", tmp, e))?;
     f.set_len(geo.arena_size)
-        .map_err(|e| Error::io("sizing", tmp, e))?;
+        .map_err(|e| OpenError::io("sizing", tmp, e))?;
     if config.huge_pages {
         // Collapsing ranges that hold one present page allocates their huge folios without
         // copying 511 zero pages each (posix_fallocate first would make it ~15x slower).
         // Refusals are not errors: the arena works on small pages.
         let _ = collapse_new(&f, geo.arena_size);
     }
-    let len = libc::off_t::try_from(geo.arena_size).map_err(|_| Error::InvalidConfig {
+    let len = libc::off_t::try_from(geo.arena_size).map_err(|_| OpenError::InvalidConfig {
         reason: format!("arena size {} does not fit a file offset", geo.arena_size),
     })?;
     nix::fcntl::posix_fallocate(&f, 0, len)
-        .map_err(|e| Error::io("reserving space for", tmp, e.into()))?;
+        .map_err(|e| OpenError::io("reserving space for", tmp, e.into()))?;
     let p = Params {
         magic: MAGIC,
         layout_version: LAYOUT_VERSION,
@@ -280,10 +280,10 @@ fn format_into(tmp: &Path, geo: &Geometry, config: &Config) -> Result<(), Error>
     };
     let bytes = p.to_bytes();
     f.write_all_at(&bytes, 0)
-        .map_err(|e| Error::io("writing the header of", tmp, e))?;
+        .map_err(|e| OpenError::io("writing the header of", tmp, e))?;
     f.write_all_at(&crc32c::crc32c(&bytes).to_le_bytes(), H_PARAMS_CRC)
-        .map_err(|e| Error::io("writing the header of", tmp, e))?;
-    f.flush().map_err(|e| Error::io("writing", tmp, e))?;
+        .map_err(|e| OpenError::io("writing the header of", tmp, e))?;
+    f.flush().map_err(|e| OpenError::io("writing", tmp, e))?;
     Ok(())
 }
 
@@ -322,14 +322,16 @@ const MAX_EXT_WORDS: u64 = 1 + MAX_TAGS as u64;
 
 /// Opens `path` read-write and validates everything about it that can be checked before
 /// mapping: a regular file, long enough, our magic, version, checksum, size and geometry.
-pub(crate) fn open_validated(path: &Path) -> Result<(File, Params, Geometry), Error> {
+pub(crate) fn open_validated(path: &Path) -> Result<(File, Params, Geometry), OpenError> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| Error::io("opening arena", path, e))?;
-    let meta = f.metadata().map_err(|e| Error::io("inspecting", path, e))?;
-    let bad = |reason: String| Error::NotAnArena {
+        .map_err(|e| OpenError::io("opening arena", path, e))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| OpenError::io("inspecting", path, e))?;
+    let bad = |reason: String| OpenError::NotAnArena {
         path: path.to_owned(),
         reason,
     };
@@ -344,20 +346,20 @@ pub(crate) fn open_validated(path: &Path) -> Result<(File, Params, Geometry), Er
     }
     let mut head = [0u8; PARAMS_LEN + 4];
     f.read_exact_at(&mut head, 0)
-        .map_err(|e| Error::io("reading the header of", path, e))?;
+        .map_err(|e| OpenError::io("reading the header of", path, e))?;
     let pb: &[u8; PARAMS_LEN] = head[..PARAMS_LEN].try_into().expect("PARAMS_LEN bytes");
     let p = Params::from_bytes(pb);
     if p.magic != MAGIC {
         return Err(bad("wrong magic number".into()));
     }
     if p.layout_version != LAYOUT_VERSION {
-        return Err(Error::LayoutVersion {
+        return Err(OpenError::LayoutVersion {
             path: path.to_owned(),
             found: p.layout_version,
             expected: LAYOUT_VERSION,
         });
     }
-    let damaged = |reason: String| Error::BadArena {
+    let damaged = |reason: String| OpenError::BadArena {
         path: path.to_owned(),
         reason,
     };

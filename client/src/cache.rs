@@ -16,7 +16,7 @@ use crate::protocol::mem::Mem;
 use crate::protocol::stats::Stats;
 use crate::protocol::sync::Ordering::*;
 use crate::registration::{Attachment, OfdLiveness};
-use crate::Error;
+use crate::{Error, OpenError};
 
 /// A token naming the exact version of an item read by [`Cache::gets`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,7 +52,7 @@ pub enum CasOutcome {
 /// assert!(other.delete(b"greeting")?);
 /// assert_eq!(cache.get(b"greeting")?, None);
 /// # std::fs::remove_dir_all(&dir).unwrap();
-/// # Ok::<(), larder::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Cache {
@@ -87,14 +87,14 @@ pub(crate) fn unix_now() -> u64 {
 
 impl Cache {
     /// Formats a new arena file at `path` and attaches to it. Fails with
-    /// [`Error::AlreadyExists`] if the path exists.
-    pub fn create(path: impl AsRef<Path>, config: &Config) -> Result<Cache, Error> {
+    /// [`OpenError::AlreadyExists`] if the path exists.
+    pub fn create(path: impl AsRef<Path>, config: &Config) -> Result<Cache, OpenError> {
         create_file(path.as_ref(), config)?;
         Cache::open(path)
     }
 
     /// Attaches to an existing arena, validating it first.
-    pub fn open(path: impl AsRef<Path>) -> Result<Cache, Error> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Cache, OpenError> {
         Cache::attach(path.as_ref(), false)
     }
 
@@ -103,25 +103,25 @@ impl Cache {
     /// work; every operation on items fails with [`Error::Observer`] (and
     /// [`Cache::entries`] yields nothing). Works when every process slot is taken, which is
     /// when an operator most needs to look; `cachectl info`, `stats` and `watch` use it.
-    pub fn open_observer(path: impl AsRef<Path>) -> Result<Cache, Error> {
+    pub fn open_observer(path: impl AsRef<Path>) -> Result<Cache, OpenError> {
         Cache::attach(path.as_ref(), true)
     }
 
-    fn attach(path: &Path, observer: bool) -> Result<Cache, Error> {
+    fn attach(path: &Path, observer: bool) -> Result<Cache, OpenError> {
         let (file, params, geo) = open_validated(path)?;
-        let len = usize::try_from(geo.arena_size).map_err(|_| Error::BadArena {
+        let len = usize::try_from(geo.arena_size).map_err(|_| OpenError::BadArena {
             path: path.to_owned(),
             reason: "arena larger than the address space".into(),
         })?;
-        let map = Mapping::map(&file, len).map_err(|e| Error::io("mapping", path, e))?;
+        let map = Mapping::map(&file, len).map_err(|e| OpenError::io("mapping", path, e))?;
         // Touching a mapped page past the end of the file raises SIGBUS: make sure the file
         // is still as long as what we validated.
         let file_len = file
             .metadata()
-            .map_err(|e| Error::io("reading the size of", path, e))?
+            .map_err(|e| OpenError::io("reading the size of", path, e))?
             .len();
         if file_len != geo.arena_size {
-            return Err(Error::BadArena {
+            return Err(OpenError::BadArena {
                 path: path.to_owned(),
                 reason: "file changed size while opening".into(),
             });

@@ -14,7 +14,7 @@
 //! cache.set(b"hits", b"41", None)?;
 //! assert_eq!(cache.incr(b"hits", 1)?, Some(42));
 //! # std::fs::remove_dir_all(&dir).unwrap();
-//! # Ok::<(), larder::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! In production, attach to the daemon's arena with
@@ -62,7 +62,7 @@ pub use protocol::layout;
 pub use arena::{default_arena_path, Config};
 #[cfg(not(larder_loom))]
 pub use cache::{Cache, CasOutcome, CasToken, Entry, Keys};
-pub use error::Error;
+pub use error::{Error, OpenError};
 #[cfg(not(larder_loom))]
 #[doc(hidden)]
 pub use evictor::Evictor;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::cache::{unix_now, Inner};
+use crate::error::Unregistered;
 use crate::fork::LockFd;
 use crate::ofd;
 use crate::protocol::alloc::Lane;
@@ -164,15 +165,17 @@ impl Inner {
 
     /// Registers this process: takes the first slot whose lock it can take through a new
     /// description (reaping a dead previous holder first), with empty lanes.
-    pub(crate) fn register(&self) -> Result<Attachment, Error> {
-        let fd = LockFd::open(|| reopen(&self.file))
-            .map_err(|e| Error::io("reopening", &self.path, e))?;
+    pub(crate) fn register(&self) -> Result<Attachment, Unregistered> {
+        let io = |what, source| Unregistered::Io {
+            what,
+            path: self.path.clone(),
+            source,
+        };
+        let fd = LockFd::open(|| reopen(&self.file)).map_err(|e| io("reopening", e))?;
         let eng = &self.eng;
         for slot in 0..eng.geo.nprocs {
             let off = eng.geo.proc_off(slot);
-            if !ofd::try_lock(&fd, off)
-                .map_err(|e| Error::io("locking a process slot of", &self.path, e))?
-            {
+            if !ofd::try_lock(&fd, off).map_err(|e| io("locking a process slot of", e))? {
                 continue;
             }
             let old = eng.slot_reg(slot);
@@ -192,7 +195,7 @@ impl Inner {
             }
             ofd::unlock(&fd, off);
         }
-        Err(Error::TooManyProcesses {
+        Err(Unregistered::Full {
             max: eng.geo.nprocs,
         })
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{small, TempDir};
-use larder::{Cache, CasOutcome, Config, Error, LoadError, LoadOptions, SetOptions};
+use larder::{Cache, CasOutcome, Config, Error, LoadError, LoadOptions, OpenError, SetOptions};
 
 #[test]
 fn set_get_delete_round_trip() {
@@ -231,7 +231,7 @@ fn the_largest_item_with_every_extension_word_fits_a_segment() {
             .max_value_len((64 << 10) - 258),
     );
     match r {
-        Err(Error::InvalidConfig { reason }) => assert!(reason.contains("65206"), "{reason}"),
+        Err(OpenError::InvalidConfig { reason }) => assert!(reason.contains("65206"), "{reason}"),
         other => panic!("{:?}", other.map(|_| ())),
     }
     // Without a value limit, an explicit segment size lowers the default one to what fits.
@@ -341,7 +341,7 @@ fn bad_configs_are_errors() {
         assert!(
             matches!(
                 Cache::create(d.arena(), &cfg),
-                Err(Error::InvalidConfig { .. })
+                Err(OpenError::InvalidConfig { .. })
             ),
             "{cfg:?}"
         );
@@ -350,7 +350,7 @@ fn bad_configs_are_errors() {
     Cache::create(d.arena(), &small(4 << 20)).unwrap();
     assert!(matches!(
         Cache::create(d.arena(), &small(4 << 20)),
-        Err(Error::AlreadyExists { .. })
+        Err(OpenError::AlreadyExists { .. })
     ));
 }
 
@@ -360,17 +360,17 @@ fn bad_arena_files_are_refused_before_mapping() {
     let d = TempDir::new("api");
     let p = d.arena();
     // Missing.
-    assert!(matches!(Cache::open(&p), Err(Error::Io { .. })));
+    assert!(matches!(Cache::open(&p), Err(OpenError::Io { .. })));
     // A directory.
     assert!(matches!(
         Cache::open(&d.0),
-        Err(Error::NotAnArena { .. }) | Err(Error::Io { .. })
+        Err(OpenError::NotAnArena { .. }) | Err(OpenError::Io { .. })
     ));
     // Short, and not an arena.
     std::fs::write(&p, b"hello").unwrap();
-    assert!(matches!(Cache::open(&p), Err(Error::NotAnArena { .. })));
+    assert!(matches!(Cache::open(&p), Err(OpenError::NotAnArena { .. })));
     std::fs::write(&p, vec![0u8; 8192]).unwrap();
-    assert!(matches!(Cache::open(&p), Err(Error::NotAnArena { .. })));
+    assert!(matches!(Cache::open(&p), Err(OpenError::NotAnArena { .. })));
     std::fs::remove_file(&p).unwrap();
     // A real arena, then damaged in various ways.
     drop(Cache::create(&p, &small(4 << 20)).unwrap());
@@ -383,7 +383,7 @@ fn bad_arena_files_are_refused_before_mapping() {
     f.write_all_at(&1u32.to_le_bytes(), 8).unwrap();
     assert!(matches!(
         Cache::open(&p),
-        Err(Error::LayoutVersion {
+        Err(OpenError::LayoutVersion {
             found: 1,
             expected: 2,
             ..
@@ -392,18 +392,18 @@ fn bad_arena_files_are_refused_before_mapping() {
     f.write_all_at(&orig[8..12], 8).unwrap();
     f.write_all_at(&[orig[40] ^ 1], 40).unwrap();
     assert!(
-        matches!(Cache::open(&p), Err(Error::BadArena { .. })),
+        matches!(Cache::open(&p), Err(OpenError::BadArena { .. })),
         "crc must catch a flipped count"
     );
     f.write_all_at(&orig[40..41], 40).unwrap();
     f.set_len(orig.len() as u64 - 4096).unwrap();
     assert!(
-        matches!(Cache::open(&p), Err(Error::BadArena { .. })),
+        matches!(Cache::open(&p), Err(OpenError::BadArena { .. })),
         "truncated"
     );
     f.set_len(orig.len() as u64 + 4096).unwrap();
     assert!(
-        matches!(Cache::open(&p), Err(Error::BadArena { .. })),
+        matches!(Cache::open(&p), Err(OpenError::BadArena { .. })),
         "grown"
     );
     f.set_len(orig.len() as u64).unwrap();
@@ -416,7 +416,7 @@ fn bad_arena_files_are_refused_before_mapping() {
 fn open_with_header(
     d: &TempDir,
     patch: impl FnOnce(&mut larder::layout::Params),
-) -> Result<Cache, Error> {
+) -> Result<Cache, OpenError> {
     use std::os::unix::fs::FileExt;
     let p = d.arena();
     let _ = std::fs::remove_file(&p);
@@ -458,7 +458,7 @@ fn headers_with_valid_checksums_but_unusable_parameters_are_refused() {
     ];
     for (what, patch) in refused {
         match open_with_header(&d, patch) {
-            Err(Error::BadArena { reason, .. }) => {
+            Err(OpenError::BadArena { reason, .. }) => {
                 assert!(
                     reason.contains(what.split(' ').next_back().unwrap()),
                     "{what}: {reason}"
@@ -672,7 +672,7 @@ fn an_observer_sees_a_full_process_table_and_cannot_touch_items() {
     a.set(b"k", b"v", None).unwrap();
     assert!(matches!(
         Cache::open(d.arena()),
-        Err(Error::TooManyProcesses { max: 2 })
+        Err(OpenError::TooManyProcesses { max: 2 })
     ));
 
     let o = Cache::open_observer(d.arena()).unwrap();

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use common::{check_value, make_value, small, TempDir};
-use larder::{Cache, Error};
+use larder::{Cache, Error, OpenError};
 use proptest::prelude::*;
 
 const KEYS: u64 = 400;
@@ -147,7 +147,7 @@ fn undamaged_arena_serves_everything() {
 fn special_files_are_refused() {
     for p in ["/dev/zero", "/dev/null", "/proc/self/status"] {
         match Cache::open(p) {
-            Err(Error::NotAnArena { .. }) | Err(Error::Io { .. }) => {}
+            Err(OpenError::NotAnArena { .. }) | Err(OpenError::Io { .. }) => {}
             other => panic!("{p}: {:?}", other.map(|_| ())),
         }
     }
@@ -156,9 +156,12 @@ fn special_files_are_refused() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    assert!(matches!(Cache::open(&fifo), Err(Error::NotAnArena { .. })));
+    assert!(matches!(
+        Cache::open(&fifo),
+        Err(OpenError::NotAnArena { .. })
+    ));
     assert!(matches!(
         Cache::open(&d.0),
-        Err(Error::NotAnArena { .. }) | Err(Error::Io { .. })
+        Err(OpenError::NotAnArena { .. }) | Err(OpenError::Io { .. })
     ));
 }

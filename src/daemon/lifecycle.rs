@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use larder::{Cache, Config, Error};
+use larder::{Cache, Config, OpenError};
 
 use crate::notify::Notifier;
 use crate::snapshot::{self, unix_now, ReadError};
@@ -56,8 +56,8 @@ pub(crate) fn attach_or_create(path: &Path, config: &Config) -> anyhow::Result<(
             }
             return replace(path, config, old).map(|c| (c, Origin::Replaced));
         }
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-        Err(Error::LayoutVersion {
+        Err(OpenError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(OpenError::LayoutVersion {
             found, expected, ..
         }) => {
             let aside = move_aside(path, &format!("layout{found}"))?;
@@ -68,7 +68,7 @@ pub(crate) fn attach_or_create(path: &Path, config: &Config) -> anyhow::Result<(
                 "the arena was made by another larder version (another layout): moved aside; starting from the snapshot (snapshots do not depend on the layout) or empty; processes still using the old library keep the old file until they restart"
             );
         }
-        Err(e @ (Error::NotAnArena { .. } | Error::BadArena { .. })) => {
+        Err(e @ (OpenError::NotAnArena { .. } | OpenError::BadArena { .. })) => {
             let aside = move_aside(path, "bad")?;
             tracing::warn!(error = %e, old = %aside.display(), "unusable arena moved aside; starting from the snapshot or empty");
         }

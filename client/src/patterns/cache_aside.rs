@@ -111,7 +111,7 @@ impl Cache {
     /// let v = cache.get_or_insert_with(b"answer", None, || Ok::<_, std::io::Error>(b"42".to_vec()));
     /// assert_eq!(v.unwrap(), b"42");
     /// # std::fs::remove_dir_all(&dir).unwrap();
-    /// # Ok::<(), larder::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_or_insert_with<E>(
         &self,

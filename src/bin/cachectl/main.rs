@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{CommandFactory, Parser};
-use larder::{Cache, Error};
+use larder::{Cache, Error, OpenError};
 use serde_json::{json, Value};
 
 use cli::{Cli, Cmd, WriteArgs};
@@ -389,7 +389,7 @@ fn open(path: &Path, observe: bool) -> anyhow::Result<Cache> {
         Cache::open(path)
     };
     opened.map_err(|e| match &e {
-        Error::Io { source, .. } => match source.kind() {
+        OpenError::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => anyhow!(
                 "no arena at {shown} — is larderd running? start it with `larderd` (or see `systemctl status larderd`), or point --arena / LARDER_ARENA at the right file"
             ),
@@ -405,13 +405,13 @@ fn open(path: &Path, observe: bool) -> anyhow::Result<Cache> {
             ),
             _ => anyhow::Error::new(e),
         },
-        Error::NotAnArena { .. } => {
+        OpenError::NotAnArena { .. } => {
             anyhow!("{e} — check --arena / LARDER_ARENA (larderd prints its arena path when it starts)")
         }
-        Error::BadArena { .. } => {
+        OpenError::BadArena { .. } => {
             anyhow!("{e} — restart larderd: it moves an unusable arena aside and starts an empty one")
         }
-        Error::TooManyProcesses { .. } => anyhow!(
+        OpenError::TooManyProcesses { .. } => anyhow!(
             "{e} — `cachectl stats` (which needs no slot) lists them; raise the limit by recreating the arena, or stop some clients"
         ),
         _ => anyhow::Error::new(e),
