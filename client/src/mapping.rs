@@ -21,13 +21,16 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
+use nix::sys::mman::{self, MapFlags, ProtFlags};
+
 use crate::protocol::mem::Mem;
 
-/// `MADV_COLLAPSE` from linux/mman.h (the libc crate may not export it on every target).
+/// `MADV_COLLAPSE` from linux/mman.h. Neither nix's `MmapAdvise` nor every libc target
+/// has it, so `collapse` calls `libc::madvise` with this number directly.
 const MADV_COLLAPSE: libc::c_int = 25;
 
 /// The size a PMD maps: the huge page size transparent huge pages use.
@@ -55,67 +58,58 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Maps the first `len` bytes of `file` (which must be at least that long).
     pub fn map(file: &File, len: usize) -> io::Result<Mapping> {
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
-        }
+        let size = NonZeroUsize::new(len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"))?;
         let align = pmd_size();
         // Reserve `len + align` bytes of address space, then place the file at the first
         // aligned address inside the reservation and give back what is left on each side.
         let span = len
             .checked_add(align)
+            .and_then(NonZeroUsize::new)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mapping too large"))?;
         // SAFETY: a fresh anonymous PROT_NONE reservation at an address the kernel picks;
         // it aliases nothing.
         let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
+            mman::mmap_anonymous(
+                None,
                 span,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
+                ProtFlags::PROT_NONE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
             )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = base.cast::<u8>();
-        let head = (align - (base as usize & (align - 1))) & (align - 1);
-        // SAFETY: `head < align`, so the address is inside the reservation.
-        let start = unsafe { base.add(head) };
+        }?
+        .cast::<u8>();
+        let head = (align - (base.as_ptr() as usize & (align - 1))) & (align - 1);
+        let start = base.as_ptr() as usize + head;
         // SAFETY: MAP_FIXED replaces part of the reservation made above, which this function
-        // owns and nothing else uses; the file descriptor is open for reading and writing.
-        let p = unsafe {
-            libc::mmap(
-                start.cast(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                file.as_raw_fd(),
+        // owns and nothing else uses; the file is open for reading and writing.
+        let mapped = unsafe {
+            mman::mmap(
+                NonZeroUsize::new(start),
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED | MapFlags::MAP_FIXED,
+                file,
                 0,
             )
         };
-        if p == libc::MAP_FAILED {
-            let e = io::Error::last_os_error();
-            // SAFETY: unmapping exactly the reservation made above.
-            unsafe { libc::munmap(base.cast(), span) };
-            return Err(e);
-        }
-        let tail = span - head - len;
-        // SAFETY: the two ranges are the unused ends of our own reservation (possibly empty,
-        // which munmap is not asked for).
-        unsafe {
-            if head > 0 {
-                libc::munmap(base.cast(), head);
+        let unmap = |at: usize, n: usize| {
+            if let (Some(p), true) = (NonNull::new(at as *mut std::ffi::c_void), n > 0) {
+                // SAFETY: only ever called on parts of the reservation made above that
+                // hold nothing of ours.
+                let _ = unsafe { mman::munmap(p, n) };
             }
-            if tail > 0 {
-                libc::munmap(start.add(len).cast(), tail);
+        };
+        let ptr = match mapped {
+            Ok(p) => p.cast::<u8>(),
+            Err(e) => {
+                unmap(base.as_ptr() as usize, span.get());
+                return Err(e.into());
             }
-        }
-        Ok(Mapping {
-            ptr: NonNull::new(start).expect("mmap returned a non-null address"),
-            len,
-        })
+        };
+        // Give back the unused ends of the reservation (either may be empty).
+        unmap(base.as_ptr() as usize, head);
+        unmap(start + len, span.get() - head - len);
+        Ok(Mapping { ptr, len })
     }
 
     pub fn len(&self) -> usize {
@@ -201,7 +195,7 @@ impl Mapping {
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `map` mapped; no reference into it outlives self.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let _ = unsafe { mman::munmap(self.ptr.cast(), self.len) };
     }
 }
 
