@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-use support::{files_starting, Daemon};
+use larder_testkit::{files_starting, Daemon};
 
 /// A scratch directory (`.0` is its path), removed on drop.
 struct Dir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
@@ -31,7 +30,13 @@ fn start(dir: &Path, arena: &Path) -> Daemon {
 fn start_with(dir: &Path, arena: &Path, env: &[(&str, &str)]) -> Daemon {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut d = Daemon::spawn(dir, arena, &n.to_string(), env);
+    let mut d = Daemon::spawn(
+        env!("CARGO_BIN_EXE_larderd"),
+        dir,
+        arena,
+        &n.to_string(),
+        env,
+    );
     if let Err(st) = d.ready() {
         panic!("larderd exited {st} before READY=1; log:\n{}", d.log());
     }
@@ -729,13 +734,7 @@ fn a_killed_client_is_reaped_and_its_segments_come_back() {
     let dir = tempdir("reap");
     let arena = dir.0.join("arena");
     let _d = start_with(&dir.0, &arena, &[("LARDER_SWEEP_INTERVAL", "100ms")]);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "killed_client_role",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = larder_testkit::worker("killed_client_role")
         .env("LARDERD_TEST_WRITER", &arena)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

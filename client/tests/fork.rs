@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{small, TempDir};
@@ -226,8 +226,7 @@ fn fork_writers(arena: &str) -> Result<(), String> {
 
 /// Starts a worker; its stderr goes to `stderr` next to the arena (quoted on failure).
 fn spawn(role: &str, arena: &std::path::Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "worker_entry", "--nocapture", "--test-threads=1"])
+    larder_testkit::worker("worker_entry")
         .env(ROLE, role)
         .env(ARENA, arena)
         .stdin(Stdio::piped())

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::TempDir;
@@ -35,8 +35,7 @@ fn worker_entry() {
 }
 
 fn spawn_holder(arena: &std::path::Path) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "worker_entry", "--nocapture", "--test-threads=1"])
+    let mut child = larder_testkit::worker("worker_entry")
         .env(ROLE, "hold-a-segment")
         .env(ARENA, arena)
         .stdout(Stdio::piped())

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -18,10 +18,8 @@ const ROLE: &str = "LARDER_PATTERNS_ROLE";
 
 /// Re-executes this test binary as a worker process running `role`.
 fn spawn(role: &str, arena: &Path, extra: &[(&str, &str)]) -> Child {
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "worker", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .env("LARDER_TEST_ARENA", arena);
+    let mut c = larder_testkit::worker("worker");
+    c.env(ROLE, role).env("LARDER_TEST_ARENA", arena);
     for (k, v) in extra {
         c.env(k, v);
     }

@@ -98,6 +98,7 @@ pub(crate) fn check_snapshot(
     let arena = sub.join("arena");
     let copy_s = copy.to_str().unwrap().to_owned();
     let mut d = Daemon::spawn(
+        env!("CARGO_BIN_EXE_larderd"),
         &sub,
         &arena,
         "load",

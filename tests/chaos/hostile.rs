@@ -6,8 +6,7 @@ use super::*;
 /// Runs a client (`Cache::open`, then a few operations if it opened) in a process of its
 /// own on `path`; it must exit 0, never panic or die of a signal.
 pub(crate) fn client_on(path: &Path, dir: &Path, case: &str) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "worker_entry", "--nocapture", "--test-threads=1"])
+    let out = larder_testkit::worker("worker_entry")
         .env(ROLE, "open-hostile")
         .env(ARENA, path)
         .env(DIR, dir)
@@ -32,7 +31,7 @@ pub(crate) fn client_on(path: &Path, dir: &Path, case: &str) -> String {
 
 /// What happened to the daemon started on a hostile file.
 pub(crate) fn daemon_on(dir: &Path, arena: &Path, case: &str) -> String {
-    let mut d = Daemon::spawn(dir, arena, case, &[]);
+    let mut d = Daemon::spawn(env!("CARGO_BIN_EXE_larderd"), dir, arena, case, &[]);
     match d.ready() {
         Ok(()) => {
             // It served: the arena at the path must now be valid, and stop cleanly.
@@ -84,7 +83,13 @@ pub(crate) fn hostile_arena_files_never_crash_the_daemon_or_a_client() {
         let arena = sub.join("arena");
         let snap = dir.0.join("model-snapshot");
         let snap_s = snap.to_str().unwrap().to_owned();
-        let mut d = Daemon::spawn(&sub, &arena, "model", &[("LARDER_SNAPSHOT", &snap_s)]);
+        let mut d = Daemon::spawn(
+            env!("CARGO_BIN_EXE_larderd"),
+            &sub,
+            &arena,
+            "model",
+            &[("LARDER_SNAPSHOT", &snap_s)],
+        );
         d.ready().expect("larderd starts");
         let c = Cache::open(&arena).unwrap();
         for i in 0..100 {
@@ -219,6 +224,7 @@ pub(crate) fn hostile_arena_files_never_crash_the_daemon_or_a_client() {
         }
         let path_s = path.to_str().unwrap().to_owned();
         let mut d = Daemon::spawn(
+            env!("CARGO_BIN_EXE_larderd"),
             &sub,
             &arena,
             case,
@@ -288,7 +294,13 @@ pub(crate) fn live_counters_survive_in_a_mostly_empty_arena_of_few_segments() {
     }
     let dir = TempDir::new("evict");
     let arena = dir.0.join("arena");
-    let mut daemon = Daemon::spawn(&dir.0, &arena, "0", &[("LARDER_SWEEP_INTERVAL", "100ms")]);
+    let mut daemon = Daemon::spawn(
+        env!("CARGO_BIN_EXE_larderd"),
+        &dir.0,
+        &arena,
+        "0",
+        &[("LARDER_SWEEP_INTERVAL", "100ms")],
+    );
     daemon.ready().expect("larderd starts");
     let c = Cache::open(&arena).unwrap();
     for j in 0..NCTR {
@@ -338,6 +350,7 @@ pub(crate) fn a_fifo_at_the_snapshot_path_does_not_hang_the_daemon() {
     assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
     let path_s = path.to_str().unwrap().to_owned();
     let mut d = Daemon::spawn(
+        env!("CARGO_BIN_EXE_larderd"),
         &dir.0,
         &dir.0.join("arena"),
         "fifo",

@@ -43,9 +43,7 @@ use larder::{Cache, CasOutcome};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-#[path = "../support/mod.rs"]
-mod support;
-use support::{files_starting, Daemon};
+use larder_testkit::{files_starting, Daemon};
 
 mod checks;
 mod hostile;

@@ -75,20 +75,20 @@ impl Pool {
             Role::Writer => "writer",
             Role::Reader => "reader",
         };
-        let child = Command::new(std::env::current_exe().expect("current_exe"))
-            .args(["--exact", "worker_entry", "--nocapture", "--test-threads=1"])
-            .env(ROLE, role_name)
-            .env(ARENA, &self.arena)
-            .env(DIR, &self.dir)
-            .env(ID, id.to_string())
-            .env(SEED, (self.seed ^ (id << 20)).to_string())
-            .env(COUNTERS, if self.counters { "1" } else { "0" })
-            .env(KEYS, self.ndata.to_string())
-            .stdin(Stdio::null())
-            .stdout(File::create(self.path("out", id)).expect("stdout file"))
-            .stderr(File::create(self.path("err", id)).expect("stderr file"))
-            .spawn()
-            .expect("spawn worker");
+        let child = larder_testkit::worker_logged(
+            "worker_entry",
+            &self.path("out", id),
+            &self.path("err", id),
+        )
+        .env(ROLE, role_name)
+        .env(ARENA, &self.arena)
+        .env(DIR, &self.dir)
+        .env(ID, id.to_string())
+        .env(SEED, (self.seed ^ (id << 20)).to_string())
+        .env(COUNTERS, if self.counters { "1" } else { "0" })
+        .env(KEYS, self.ndata.to_string())
+        .spawn()
+        .expect("spawn worker");
         self.live.push(Worker {
             child,
             role,

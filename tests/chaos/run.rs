@@ -67,7 +67,13 @@ pub(crate) fn run_chaos(run: Run) {
     ];
     let mut watch = DaemonWatch::new(&metrics);
     let mut restarts = 0u64;
-    let mut daemon = Daemon::spawn(&dir.0, &arena, "0", &daemon_env);
+    let mut daemon = Daemon::spawn(
+        env!("CARGO_BIN_EXE_larderd"),
+        &dir.0,
+        &arena,
+        "0",
+        &daemon_env,
+    );
     daemon.ready().expect("larderd starts");
     let inode = std::fs::metadata(&arena).unwrap().ino();
 
@@ -153,7 +159,13 @@ pub(crate) fn run_chaos(run: Run) {
             // Clients work on without a daemon.
             std::thread::sleep(Duration::from_millis(rng.gen_range(0..=100)));
             pool.check();
-            daemon = Daemon::spawn(&dir.0, &arena, &restarts.to_string(), &daemon_env);
+            daemon = Daemon::spawn(
+                env!("CARGO_BIN_EXE_larderd"),
+                &dir.0,
+                &arena,
+                &restarts.to_string(),
+                &daemon_env,
+            );
             daemon
                 .ready()
                 .unwrap_or_else(|st| panic!("larderd restart #{restarts} exited with {st}"));

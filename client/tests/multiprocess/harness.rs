@@ -56,14 +56,10 @@ impl Workers {
         let name = format!("{role}#{}", self.spawned);
         let out = self.dir.join(format!("{name}.out"));
         let err = self.dir.join(format!("{name}.err"));
-        let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-        cmd.args(["--exact", "worker_entry", "--nocapture", "--test-threads=1"])
-            .env(ROLE, role)
+        let mut cmd = larder_testkit::worker_logged("worker_entry", &out, &err);
+        cmd.env(ROLE, role)
             .env(ARENA, &self.arena)
-            .env(SEED, seed.to_string())
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).expect("stdout file"))
-            .stderr(File::create(&err).expect("stderr file"));
+            .env(SEED, seed.to_string());
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -81,22 +77,16 @@ impl Workers {
     /// Waits for worker `i` to exit, failing the test if it takes longer than `limit`
     /// (a hang).
     pub(crate) fn wait(&mut self, i: usize, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.list[i].child.try_wait().expect("try_wait") {
-                return st;
-            }
-            if Instant::now() >= deadline {
-                self.list[i].kill();
-                let _ = self.list[i].child.wait();
-                panic!(
-                    "worker {} still running after {limit:?} (hang?)\n{}",
-                    self.list[i].name,
-                    self.list[i].output()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if let Some(st) = larder_testkit::wait_for(&mut self.list[i].child, limit) {
+            return st;
         }
+        self.list[i].kill();
+        let _ = self.list[i].child.wait();
+        panic!(
+            "worker {} still running after {limit:?} (hang?)\n{}",
+            self.list[i].name,
+            self.list[i].output()
+        );
     }
 
     /// Waits for every worker and asserts that each exited 0.
@@ -150,19 +140,7 @@ impl Drop for Workers {
     }
 }
 
-/// The `RESULT` line of a worker's stdout as `name=value` pairs.
-pub(crate) fn parse_result(stdout: &str, field: &str) -> u64 {
-    // libtest prints "test worker_entry ... " without a newline before the worker's output.
-    let line = stdout
-        .lines()
-        .find_map(|l| l.find("RESULT ").map(|i| &l[i..]))
-        .unwrap_or_else(|| panic!("no RESULT line in worker output:\n{stdout}"));
-    line.split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == field)
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field}= in {line:?}"))
-}
+pub(crate) use larder_testkit::result_field as parse_result;
 
 /// Reads every key of the shared key space; returns how many are present. Panics on a value
 /// that fails verification.

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{check_value, make_value, small, TempDir};
@@ -329,8 +329,7 @@ fn forked_child_does_not_keep_a_dead_parent_registered() {
     // The grandchild inherits the worker's stdin and lives until we close our end.
     let out = dir.0.join("orphan.out");
     let err = dir.0.join("orphan.err");
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "worker_entry", "--nocapture", "--test-threads=1"])
+    let child = larder_testkit::worker("worker_entry")
         .env(ROLE, "fork-orphan")
         .env(ARENA, dir.arena())
         .stdin(Stdio::piped())

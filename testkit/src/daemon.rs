@@ -1,12 +1,15 @@
-//! What the integration tests of the root package share: a real `larderd` started on a
-//! notify socket we bind, and small file helpers. Each test crate uses a part of it.
-#![allow(dead_code)]
+//! A real `larderd` for a test: started on a notify socket the test binds, so the test can
+//! wait for READY=1 and read every later status message; killed on drop, its log printed
+//! when the test is failing.
 
 use std::fs::File;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// A running `larderd`, killed on drop (its log printed if the test is failing).
 pub struct Daemon {
@@ -17,15 +20,21 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts larderd on `arena` (8 MiB, 4 KiB values, no inherited service environment)
+    /// Starts the larderd at `exe` (a test passes `env!("CARGO_BIN_EXE_larderd")`) on `arena` (8 MiB, 4 KiB values, no inherited service environment)
     /// plus `env`, which overrides those defaults; logs to `dir/larderd-<tag>.log`. Does not
     /// wait: see [`Daemon::ready`].
-    pub fn spawn(dir: &Path, arena: &Path, tag: &str, env: &[(&str, &str)]) -> Daemon {
+    pub fn spawn(
+        exe: impl AsRef<Path>,
+        dir: &Path,
+        arena: &Path,
+        tag: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let sock = dir.join(format!("notify-{tag}"));
         let _ = std::fs::remove_file(&sock);
         let log = dir.join(format!("larderd-{tag}.log"));
         let notify = UnixDatagram::bind(&sock).expect("bind the notify socket");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_larderd"));
+        let mut cmd = Command::new(exe.as_ref());
         for v in [
             "STATE_DIRECTORY",
             "WATCHDOG_USEC",
@@ -83,9 +92,10 @@ impl Daemon {
         Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
+    /// Sends `sig` (a `libc::SIG*` number) to the daemon, which has not been reaped yet.
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+        let sig = Signal::try_from(sig).expect("a signal number");
+        kill(Pid::from_raw(self.child.id() as i32), sig).expect("kill larderd");
     }
 
     /// SIGKILL; fails if it had died by itself.
@@ -98,7 +108,7 @@ impl Daemon {
         let st = self.child.wait().expect("wait");
         assert_eq!(
             st.signal(),
-            Some(libc::SIGKILL),
+            Some(Signal::SIGKILL as i32),
             "larderd ended with {st}; log:\n{}",
             self.log()
         );
@@ -106,21 +116,12 @@ impl Daemon {
 
     /// Waits up to `limit` for it to exit by itself.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::wait_for(&mut self.child, limit)
     }
 
     /// SIGTERM, then the exit status (fails after 20 s).
     pub fn stop(&mut self) -> ExitStatus {
-        self.signal(libc::SIGTERM);
+        self.signal(Signal::SIGTERM as i32);
         self.wait_exit(Duration::from_secs(20))
             .unwrap_or_else(|| panic!("larderd did not stop within 20 s; log:\n{}", self.log()))
     }
@@ -134,16 +135,4 @@ impl Drop for Daemon {
             eprintln!("---- larderd log {}:\n{}", self.log.display(), self.log());
         }
     }
-}
-
-/// The entries of `dir` whose name starts with `prefix`, sorted.
-pub fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v
 }
