@@ -312,9 +312,9 @@ impl Cache {
 
     /// Streams the keys present (expired ones excluded), bucket by bucket, without loading
     /// them all. Keys written or removed during the walk may or may not appear.
-    pub fn keys(&self) -> Keys<'_> {
+    pub fn keys(&self) -> Keys {
         Keys {
-            cache: self,
+            cache: self.clone(),
             bucket: 0,
             pending: Vec::new(),
         }
@@ -381,14 +381,15 @@ impl Entry {
     }
 }
 
-/// Streaming iterator over keys; see [`Cache::keys`].
-pub struct Keys<'a> {
-    cache: &'a Cache,
+/// Streaming iterator over keys; see [`Cache::keys`]. It holds its own handle to the arena
+/// (a clone of the `Cache`), so it can outlive the borrow that made it (a binding's cursor).
+pub struct Keys {
+    cache: Cache,
     bucket: u64,
     pending: Vec<Vec<u8>>,
 }
 
-impl Iterator for Keys<'_> {
+impl Iterator for Keys {
     type Item = Vec<u8>;
     fn next(&mut self) -> Option<Vec<u8>> {
         let eng = &self.cache.inner.eng;

@@ -17,7 +17,20 @@ enum Tok {
     },
 }
 
-/// A compiled pattern.
+/// A pattern that does not compile (the only way is an unclosed `[`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad pattern: {reason}")]
+pub struct GlobError {
+    pub reason: String,
+}
+
+/// A compiled pattern, for [`crate::Cache::keys`] filters (`cachectl keys`, the bindings).
+///
+/// ```
+/// let g = larder::Glob::new(b"user:[0-9]*").unwrap();
+/// assert!(g.matches(b"user:42"));
+/// assert!(!g.matches(b"user:x"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Glob {
     toks: Vec<Tok>,
@@ -25,7 +38,7 @@ pub struct Glob {
 
 impl Glob {
     /// Compiles `pat`. The only error is an unclosed `[`.
-    pub fn new(pat: &[u8]) -> Result<Glob, String> {
+    pub fn new(pat: &[u8]) -> Result<Glob, GlobError> {
         let mut toks = Vec::new();
         let mut i = 0;
         while i < pat.len() {
@@ -46,7 +59,7 @@ impl Glob {
                     i += 2;
                 }
                 b'[' => {
-                    let (tok, next) = parse_set(pat, i)?;
+                    let (tok, next) = parse_set(pat, i).map_err(|reason| GlobError { reason })?;
                     toks.push(tok);
                     i = next;
                 }

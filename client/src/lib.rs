@@ -41,6 +41,7 @@ mod error;
 mod evictor;
 #[cfg(not(larder_loom))]
 mod fork;
+mod glob;
 #[cfg(not(larder_loom))]
 mod info;
 #[cfg(not(larder_loom))]
@@ -66,6 +67,7 @@ pub use error::{Error, OpenError};
 #[cfg(not(larder_loom))]
 #[doc(hidden)]
 pub use evictor::Evictor;
+pub use glob::{Glob, GlobError};
 #[cfg(not(larder_loom))]
 pub use info::ArenaInfo;
 #[cfg(not(larder_loom))]

@@ -9,7 +9,6 @@
 
 mod cli;
 mod fmt;
-mod glob;
 mod ops;
 mod transfer;
 
@@ -221,9 +220,9 @@ fn run(cli: Cli, out: &mut Out) -> anyhow::Result<Status> {
         Cmd::Keys { pattern, limit } => {
             let g = pattern
                 .as_deref()
-                .map(|p| glob::Glob::new(p.as_bytes()))
+                .map(|p| larder::Glob::new(p.as_bytes()))
                 .transpose()
-                .map_err(|e| anyhow!("bad pattern: {e}"))?;
+                .map_err(anyhow::Error::new)?;
             let keys = cache
                 .keys()
                 .filter(|k| g.as_ref().is_none_or(|g| g.matches(k)))
