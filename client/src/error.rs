@@ -73,6 +73,10 @@ pub enum Error {
     /// An item may carry at most `max` tags.
     #[error("{count} tags given; an item may carry at most {max}")]
     TooManyTags { count: usize, max: usize },
+    /// [`crate::Cache::fill_lease`] or [`crate::Cache::release_lease`] was given a lease
+    /// taken for another key.
+    #[error("this lease was taken for another key")]
+    WrongLease,
     /// `incr`/`decr` on a value that is not a decimal u64.
     #[error("value is not a decimal unsigned 64-bit number")]
     NotANumber,

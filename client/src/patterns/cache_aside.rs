@@ -1,18 +1,18 @@
 //! Cache-aside with stampede protection and early refresh, options on writes, tags, stale
 //! reads, warm-up and invalidation: the `Cache` methods the patterns add.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::lease::Leased;
 use super::options::*;
 use crate::cache::Cache;
 use crate::protocol::index::Mode;
 use crate::protocol::layout::{item_meta, MAX_DELTA_MS, MAX_TAGS};
-use crate::protocol::lease::LeaseTry;
 use crate::protocol::ops::Fetched;
 use crate::Error;
 
 /// A uniform draw in (0, 1] from a per-thread xorshift generator.
-fn uniform() -> f64 {
+pub(super) fn uniform() -> f64 {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(
@@ -41,7 +41,7 @@ impl Cache {
         self.set_ext(key, value, opts, 0, Mode::Add)
     }
 
-    fn set_ext(
+    pub(super) fn set_ext(
         &self,
         key: &[u8],
         value: &[u8],
@@ -134,64 +134,27 @@ impl Cache {
         opts: &LoadOptions,
         loader: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Vec<u8>, LoadError<E>> {
-        let hash = self.with_engine(|e, _| e.check_key(key).map(|()| e.hash(key)))??;
-        let lease_ms = self.with_engine(|e, _| e.lease_ms(opts.lease))??;
         let mut loader = Some(loader);
         let mut buf = Vec::new();
         let mut nap = Duration::from_millis(1);
         loop {
-            buf.clear();
-            let found = self.with_engine(|e, who| e.fetch(who, key, hash, &mut buf))?;
-            let refresh_early = match &found {
-                Fetched::Live(info, _) => match opts.beta {
-                    Some(beta) if info.expires_at != 0 => self.with_engine(|e, _| {
-                        let left_ms =
-                            (u64::from(info.expires_at) * 1000).saturating_sub(e.now_ms()) as f64;
-                        let delta = f64::from(info.delta_ms.max(1));
-                        -delta * beta * uniform().ln() >= left_ms
-                    })?,
-                    _ => false,
-                },
-                _ => true,
-            };
-            if !refresh_early {
-                return Ok(buf);
-            }
-            match self.with_engine(|e, _| e.lease_try(hash, lease_ms))? {
-                LeaseTry::Acquired(mine) => {
+            match self.get_or_lease(key, opts, &mut buf)? {
+                Leased::Hit | Leased::Stale => return Ok(buf),
+                Leased::Acquired(lease) => {
                     let load = loader
                         .take()
                         .expect("the loader runs at most once per call");
-                    let started = Instant::now();
                     let result = load();
-                    let took = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-                    let stored = match &result {
-                        Ok(v) => self
-                            .set_ext(key, v, &opts.set, took.max(1), Mode::Set)
-                            .map(|_| ()),
-                        Err(_) => Ok(()),
-                    };
-                    // Released after the set, so a waiter that sees the lease gone finds the value.
-                    let poisoned = self.with_engine(|e, _| {
-                        let still_ours = e.lease_current(hash) == mine;
-                        e.lease_release(hash, mine);
-                        !still_ours
-                    })?;
-                    if poisoned && result.is_ok() {
-                        // A write-through invalidated the key while we loaded: what we
-                        // loaded may predate it. Do not leave it cached.
-                        self.delete(key)?;
+                    match &result {
+                        Ok(v) => {
+                            self.fill_lease(key, lease, v, &opts.set)?;
+                        }
+                        Err(_) => self.release_lease(key, lease)?,
                     }
-                    stored?;
                     return result.map_err(LoadError::Loader);
                 }
-                LeaseTry::Held { until_ms } => {
-                    if matches!(found, Fetched::Live(..) | Fetched::Stale) {
-                        // Someone else refreshes: serve what we have.
-                        return Ok(buf);
-                    }
-                    let left = until_ms.saturating_sub(self.with_engine(|e, _| e.now_ms())?);
-                    std::thread::sleep(nap.min(Duration::from_millis(left.max(1))));
+                Leased::Wait { retry_after } => {
+                    std::thread::sleep(nap.min(retry_after));
                     nap = (nap * 2).min(Duration::from_millis(50));
                 }
             }

@@ -2,8 +2,10 @@
 //! protection and early refresh, stale reads, tags, write-through, write-behind, warm-up.
 
 mod cache_aside;
+mod lease;
 mod options;
 mod write;
 
+pub use lease::{Lease, Leased};
 pub use options::{LoadError, LoadOptions, MaybeStale, SetOptions};
 pub use write::{Store, WriteBehind, WriteError, WriteThrough};

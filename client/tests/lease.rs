@@ -1,0 +1,151 @@
+//! The stampede lease as two calls (`get_or_lease`, then `fill_lease` or `release_lease`):
+//! who gets the lease, what the others see while it is held, and what invalidation and a
+//! lease for the wrong key do. Across processes it is tested through the C ABI (ffi/tests).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{small, TempDir};
+use larder::{Cache, Error, Lease, Leased, LoadOptions, SetOptions};
+
+fn cache(tag: &str) -> (TempDir, Cache) {
+    let d = TempDir::new(tag);
+    let c = Cache::create(d.arena(), &small(4 << 20)).unwrap();
+    (d, c)
+}
+
+fn opts(lease: Duration) -> LoadOptions {
+    LoadOptions::new().lease(lease)
+}
+
+fn acquired(l: Leased) -> Lease {
+    match l {
+        Leased::Acquired(lease) => lease,
+        other => panic!("expected the lease, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_miss_gives_one_caller_the_lease_and_the_others_wait_for_its_value() {
+    let (_d, c) = cache("lease-miss");
+    let other = Cache::open(c.path()).unwrap();
+    let o = opts(Duration::from_secs(10));
+    let mut buf = b"old contents".to_vec();
+    let lease = acquired(c.get_or_lease(b"k", &o, &mut buf).unwrap());
+    assert!(buf.is_empty(), "the holder's buffer is emptied");
+    for _ in 0..3 {
+        match other.get_or_lease(b"k", &o, &mut buf).unwrap() {
+            Leased::Wait { retry_after } => {
+                assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(10))
+            }
+            l => panic!("a second caller must wait while the lease is held, got {l:?}"),
+        }
+    }
+    assert!(c
+        .fill_lease(b"k", lease, b"loaded", &SetOptions::new())
+        .unwrap());
+    assert_eq!(other.get_or_lease(b"k", &o, &mut buf).unwrap(), Leased::Hit);
+    assert_eq!(buf, b"loaded");
+    // The lease is free again: a later miss of the same key takes it anew.
+    c.delete(b"k").unwrap();
+    let again = acquired(other.get_or_lease(b"k", &o, &mut buf).unwrap());
+    other.release_lease(b"k", again).unwrap();
+}
+
+#[test]
+fn a_released_lease_goes_to_the_next_caller_and_nothing_is_stored() {
+    let (_d, c) = cache("lease-release");
+    let o = opts(Duration::from_secs(10));
+    let mut buf = Vec::new();
+    let lease = acquired(c.get_or_lease(b"k", &o, &mut buf).unwrap());
+    c.release_lease(b"k", lease).unwrap();
+    assert_eq!(c.get(b"k").unwrap(), None);
+    let next = acquired(c.get_or_lease(b"k", &o, &mut buf).unwrap());
+    c.release_lease(b"k", next).unwrap();
+}
+
+#[test]
+fn an_expired_value_within_its_grace_is_served_stale_while_one_caller_refreshes() {
+    let (_d, c) = cache("lease-stale");
+    let set = SetOptions::new()
+        .ttl(Duration::from_secs(1))
+        .stale_grace(Duration::from_secs(60));
+    c.set_with(b"k", b"v1", &set).unwrap();
+    let o = opts(Duration::from_secs(10));
+    let mut buf = Vec::new();
+    assert_eq!(c.get_or_lease(b"k", &o, &mut buf).unwrap(), Leased::Hit);
+    assert_eq!(buf, b"v1");
+    std::thread::sleep(Duration::from_millis(2100));
+    let lease = acquired(c.get_or_lease(b"k", &o, &mut buf).unwrap());
+    assert!(buf.is_empty());
+    assert_eq!(c.get_or_lease(b"k", &o, &mut buf).unwrap(), Leased::Stale);
+    assert_eq!(buf, b"v1");
+    assert!(c.fill_lease(b"k", lease, b"v2", &set).unwrap());
+    assert_eq!(c.get_or_lease(b"k", &o, &mut buf).unwrap(), Leased::Hit);
+    assert_eq!(buf, b"v2");
+}
+
+#[test]
+fn an_invalidation_while_loading_keeps_the_loaded_value_out() {
+    let (_d, c) = cache("lease-poison");
+    let o = opts(Duration::from_secs(10));
+    let mut buf = Vec::new();
+    let lease = acquired(c.get_or_lease(b"k", &o, &mut buf).unwrap());
+    // A writer changes the backing store and invalidates while the holder loads.
+    c.invalidate(b"k").unwrap();
+    assert!(!c
+        .fill_lease(b"k", lease, b"loaded before the change", &SetOptions::new())
+        .unwrap());
+    assert_eq!(c.get(b"k").unwrap(), None);
+}
+
+#[test]
+fn a_lease_for_another_key_is_refused_and_the_real_one_still_works() {
+    let (_d, c) = cache("lease-wrong");
+    let o = opts(Duration::from_secs(10));
+    let mut buf = Vec::new();
+    let lease = acquired(c.get_or_lease(b"a", &o, &mut buf).unwrap());
+    assert!(matches!(
+        c.fill_lease(b"b", lease, b"x", &SetOptions::new()),
+        Err(Error::WrongLease)
+    ));
+    assert!(matches!(
+        c.release_lease(b"b", lease),
+        Err(Error::WrongLease)
+    ));
+    assert_eq!(c.get(b"b").unwrap(), None);
+    // Through its words and back, as a C caller keeps it.
+    let kept = Lease::from_words(lease.to_words());
+    assert!(c.fill_lease(b"a", kept, b"x", &SetOptions::new()).unwrap());
+    assert_eq!(c.get(b"a").unwrap().as_deref(), Some(&b"x"[..]));
+}
+
+#[test]
+fn a_lease_nobody_gives_back_runs_out() {
+    let (_d, c) = cache("lease-expire");
+    let o = opts(Duration::from_millis(300));
+    let mut buf = Vec::new();
+    let _forgotten = acquired(c.get_or_lease(b"k", &o, &mut buf).unwrap());
+    assert!(matches!(
+        c.get_or_lease(b"k", &o, &mut buf).unwrap(),
+        Leased::Wait { .. }
+    ));
+    std::thread::sleep(Duration::from_millis(700));
+    let lease = acquired(c.get_or_lease(b"k", &o, &mut buf).unwrap());
+    c.release_lease(b"k", lease).unwrap();
+}
+
+#[test]
+fn bad_keys_and_lease_times_are_errors() {
+    let (_d, c) = cache("lease-bad");
+    let mut buf = Vec::new();
+    assert!(matches!(
+        c.get_or_lease(b"", &LoadOptions::new(), &mut buf),
+        Err(Error::EmptyKey { .. })
+    ));
+    assert!(matches!(
+        c.get_or_lease(b"k", &opts(Duration::MAX), &mut buf),
+        Err(Error::InvalidTtl { .. })
+    ));
+}
