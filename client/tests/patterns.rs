@@ -201,6 +201,40 @@ fn add_with_stores_only_over_no_live_value_and_keeps_its_options() {
 }
 
 #[test]
+fn replace_with_stores_only_over_a_live_value_and_keeps_its_options() {
+    let d = TempDir::new("patterns");
+    let clock = Arc::new(AtomicU64::new(3_000_000_000));
+    let c = Cache::create(d.arena(), &small(4 << 20))
+        .unwrap()
+        .with_manual_clock(clock.clone());
+    let opts = SetOptions::new()
+        .ttl(Duration::from_secs(10))
+        .stale_grace(Duration::from_secs(100))
+        .tag("t");
+    assert!(
+        !c.replace_with(b"k", b"v", &opts).unwrap(),
+        "nothing to replace"
+    );
+    assert_eq!(c.get(b"k").unwrap(), None);
+    c.set(b"k", b"first", None).unwrap();
+    assert!(c.replace_with(b"k", b"second", &opts).unwrap());
+    assert_eq!(c.get(b"k").unwrap().as_deref(), Some(&b"second"[..]));
+    clock.store(3_000_000_020, Ordering::Relaxed);
+    let s = c
+        .get_stale(b"k")
+        .unwrap()
+        .expect("within the grace replace_with gave it");
+    assert_eq!((s.value.as_slice(), s.stale), (&b"second"[..], true));
+    assert!(
+        !c.replace_with(b"k", b"third", &opts).unwrap(),
+        "over an expired value"
+    );
+    c.set_with(b"k", b"fourth", &opts).unwrap();
+    c.invalidate_tag("t").unwrap();
+    assert_eq!(c.get(b"k").unwrap(), None, "the tag it was stored with");
+}
+
+#[test]
 fn stale_value_is_served_exactly_while_a_refresh_is_in_flight() {
     let d = TempDir::new("patterns");
     let clock = Arc::new(AtomicU64::new(3_000_000_000));

@@ -41,6 +41,12 @@ impl Cache {
         self.set_ext(key, value, opts, 0, Mode::Add)
     }
 
+    /// [`Cache::replace`] with every option: stores only if `key` is present; `false` if it
+    /// is not.
+    pub fn replace_with(&self, key: &[u8], value: &[u8], opts: &SetOptions) -> Result<bool, Error> {
+        self.set_ext(key, value, opts, 0, Mode::Replace)
+    }
+
     pub(super) fn set_ext(
         &self,
         key: &[u8],
