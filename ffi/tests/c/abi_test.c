@@ -187,6 +187,48 @@ static void send_byte(int fd) {
     if (write(fd, "x", 1) != 1) die("writing the pipe");
 }
 
+/* Loaders for larder_get_or_load. */
+struct load_ctx {
+    larder_cache *c;
+    int calls;
+    pid_t child;
+};
+
+static int32_t must_not_load(void *ctx, const uint8_t *key, size_t klen, larder_sink *sink) {
+    (void)key, (void)klen, (void)sink;
+    ((struct load_ctx *)ctx)->calls++;
+    return 1;
+}
+
+static int32_t failing_loader(void *ctx, const uint8_t *key, size_t klen, larder_sink *sink) {
+    (void)key, (void)klen, (void)sink;
+    ((struct load_ctx *)ctx)->calls++;
+    return 7;
+}
+
+/* Loads slowly, and while it loads a forked child asks for the same key: the child must
+ * wait for this value, not load it itself. */
+static int32_t slow_loader(void *ctx, const uint8_t *key, size_t klen, larder_sink *sink) {
+    struct load_ctx *l = ctx;
+    l->calls++;
+    l->child = fork();
+    if (l->child < 0) die("fork");
+    if (l->child == 0) {
+        struct load_ctx mine = {l->c, 0, 0};
+        uint8_t buf[64];
+        size_t len = 0;
+        EXPECT(larder_get_or_load(l->c, key, klen, 0, NULL, must_not_load, &mine, buf,
+                                  sizeof buf, &len),
+               LARDER_OK);
+        CHECK(mine.calls == 0, "the waiting process ran its loader %d times", mine.calls);
+        CHECK(len == 11 && memcmp(buf, "slow result", 11) == 0, "the loader's value");
+        larder_close(l->c);
+        _exit(failures ? 1 : 0);
+    }
+    sleep_ms(300);
+    return larder_loaded(sink, K("slow result")) == LARDER_OK ? 0 : 1;
+}
+
 static int mode_lease(const char *arena) {
     larder_cache *c = open_arena(arena);
     uint8_t buf[256];
@@ -285,6 +327,24 @@ static int mode_lease(const char *arena) {
     CHECK(st == LARDER_LEASED, "the dead holder's lease runs out, got %s", larder_strerror(st));
     CHECK(waits > 0, "the dead holder's lease was still held at first");
     EXPECT(larder_release_lease(c, K("lease:d"), &lease), LARDER_OK);
+
+    /* 5. The callback form: one load across processes, failures not cached. */
+    struct load_ctx l = {c, 0, 0};
+    EXPECT(larder_get_or_load(c, K("load:a"), 0, NULL, slow_loader, &l, buf, sizeof buf, &len),
+           LARDER_OK);
+    CHECK(l.calls == 1 && len == 11, "one load, its value");
+    reap(l.child, "get_or_load waiter");
+    l.calls = 0;
+    EXPECT(larder_get_or_load(c, K("load:a"), 0, NULL, must_not_load, &l, buf, sizeof buf, &len),
+           LARDER_OK);
+    CHECK(l.calls == 0, "a hit runs no loader");
+    EXPECT(larder_get_or_load(c, K("load:b"), 0, NULL, failing_loader, &l, buf, sizeof buf, &len),
+           LARDER_NOT_FOUND);
+    EXPECT(larder_get_or_load(c, K("load:b"), 0, NULL, failing_loader, &l, buf, sizeof buf, &len),
+           LARDER_NOT_FOUND);
+    CHECK(l.calls == 2, "a failed load is not cached and gives the lease back: %d", l.calls);
+    EXPECT(larder_get_or_load(c, K("load:b"), 0, NULL, NULL, &l, buf, sizeof buf, &len),
+           LARDER_E_NULL);
 
     larder_close(c);
     printf("RESULT lease=ok\n");
