@@ -21,6 +21,7 @@ fn lib_dir() -> PathBuf {
 }
 
 struct Built {
+    prefix: PathBuf,
     shared: PathBuf,
     static_: PathBuf,
 }
@@ -98,7 +99,11 @@ fn built() -> &'static Built {
             .arg(prefix.join("lib/liblarder.a"))
             .args(pkg_config(&prefix, &["--libs-only-other", "--static"]))
             .args(["-lpthread", "-ldl", "-lm"]));
-        Built { shared, static_ }
+        Built {
+            prefix,
+            shared,
+            static_,
+        }
     })
 }
 
@@ -236,4 +241,42 @@ fn memcheck_finds_no_error() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("=="), "memcheck reported something:\n{err}");
     }
+}
+
+/// The README's "From C" example, compiled with the command it gives and run against an
+/// arena of ours: it prints the value it stored.
+#[test]
+fn the_readme_example_compiles_as_shown_and_runs() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let after = readme
+        .split_once("<!-- c-example")
+        .expect("README has the C example marker")
+        .1;
+    let code = after
+        .split_once("```c\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a ```c block after the marker")
+        .0;
+    let d = temp();
+    let src = d.path().join("hello.c");
+    std::fs::write(&src, code).unwrap();
+    let b = built();
+    let exe = d.path().join("hello");
+    run(Command::new("cc")
+        .arg(&src)
+        .args(pkg_config(&b.prefix, &["--cflags", "--libs"]))
+        .arg(format!("-Wl,-rpath,{}", b.prefix.join("lib").display()))
+        .arg("-o")
+        .arg(&exe));
+    let p = arena(&d);
+    let out = run(Command::new(&exe).env("LARDER_ARENA", &p));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    let cache = Cache::open(&p).unwrap();
+    let ttl = cache
+        .ttl(b"greeting")
+        .unwrap()
+        .expect("stored")
+        .expect("with a TTL");
+    assert!(ttl <= std::time::Duration::from_secs(60) && ttl > std::time::Duration::from_secs(50));
 }
