@@ -165,6 +165,16 @@ impl Cache {
         (self.inner.params.max_key, self.inner.params.max_value)
     }
 
+    /// Copies the value of `key` to the front of `buf` when it fits, and returns its length
+    /// (`None` on a miss). A length larger than `buf` means nothing was copied: call again
+    /// with a buffer at least that long. Bytes of `buf` past the value may be overwritten.
+    /// For callers that own a fixed buffer (the C ABI): no allocation, no second copy.
+    #[inline]
+    pub fn get_into_slice(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        let who = self.inner.who()?;
+        self.inner.eng.get_slice(who, key, buf)
+    }
+
     /// Replaces the contents of `out` with the value of `key` and returns `true` on a hit;
     /// on a miss (or an error) `out` is left empty. Its capacity is kept, so a buffer reused
     /// across calls allocates nothing once it has room: the hot path for repeated reads.

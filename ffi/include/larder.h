@@ -272,6 +272,7 @@ const char *larder_version(void);
 // Reads the value of `key` into `buf[..cap]`; `*len` receives its length. `LARDER_OK`,
 // `LARDER_NOT_FOUND`, or `LARDER_TOO_SMALL` (nothing copied; `*len` is the length needed:
 // call again with a larger buffer). `buf` may be NULL when `cap` is 0, to ask the length.
+// Bytes of `buf` past the value may be overwritten.
 enum larder_status larder_get(const struct larder_cache *c,
                               const uint8_t *key,
                               size_t klen,

@@ -107,6 +107,7 @@ unsafe fn cache_key<'a>(
 /// Reads the value of `key` into `buf[..cap]`; `*len` receives its length. `LARDER_OK`,
 /// `LARDER_NOT_FOUND`, or `LARDER_TOO_SMALL` (nothing copied; `*len` is the length needed:
 /// call again with a larger buffer). `buf` may be NULL when `cap` is 0, to ask the length.
+/// Bytes of `buf` past the value may be overwritten.
 #[no_mangle]
 pub unsafe extern "C" fn larder_get(
     c: *const larder_cache,
@@ -121,13 +122,30 @@ pub unsafe extern "C" fn larder_get(
         let (cache, key) = unsafe { cache_key(c, key, klen) }?;
         // SAFETY: as above.
         let len = unsafe { out(len, "len") }?;
-        with_scratch(|v| {
-            if !cache.get_into(key, v)? {
-                *len = 0;
-                return Ok(LARDER_NOT_FOUND);
+        let dst: &mut [u8] = if buf.is_null() {
+            if cap != 0 {
+                return Err(crate::args::null("buf"));
             }
-            // SAFETY: as above.
-            unsafe { copy_out(v, buf, cap, len) }
+            &mut []
+        } else {
+            // SAFETY: `buf` has `cap` writable bytes for the call, by the caller's promise,
+            // and nothing else refers to them meanwhile.
+            unsafe { std::slice::from_raw_parts_mut(buf, cap) }
+        };
+        // Straight from the arena into the caller's buffer: no scratch, no second copy.
+        Ok(match cache.get_into_slice(key, dst)? {
+            None => {
+                *len = 0;
+                LARDER_NOT_FOUND
+            }
+            Some(n) => {
+                *len = n;
+                if n > cap {
+                    LARDER_TOO_SMALL
+                } else {
+                    LARDER_OK
+                }
+            }
         })
     })
 }

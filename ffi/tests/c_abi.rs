@@ -5,107 +5,14 @@
 //! language and verified by the other, the two-call lease across processes, a handle used
 //! across `fork`, and the same under valgrind's memcheck.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 
 use larder::{Cache, Config};
 use larder_testkit::{check_value, make_value, result_field};
-
-/// Where cargo put liblarder_ffi.so / liblarder_ffi.a for this test: beside the test binary
-/// (`<target>/<profile>/deps`), built from the current source as a dependency of the test
-/// (only `cargo build` copies them up to `<target>/<profile>`).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().to_owned()
-}
-
-struct Built {
-    prefix: PathBuf,
-    shared: PathBuf,
-    static_: PathBuf,
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}\n--- stdout:\n{}--- stderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
-    let out = run(Command::new("pkg-config")
-        .args(args)
-        .arg("larder")
-        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Installs the library into a temporary prefix and builds the C test program against it,
-/// once per test binary.
-fn built() -> &'static Built {
-    static B: OnceLock<Built> = OnceLock::new();
-    B.get_or_init(|| {
-        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let libs = lib_dir();
-        // Beside the libraries, not in a temporary directory: a static is never dropped,
-        // so a TempDir here would be left behind by every run.
-        let dir = libs.join("ffi-c-test");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let prefix = dir.join("prefix");
-        assert!(
-            libs.join("liblarder_ffi.so").exists(),
-            "no liblarder_ffi.so in {} (cargo builds it with this crate's tests)",
-            libs.display()
-        );
-        run(Command::new("bash")
-            .arg(crate_dir.join("install.sh"))
-            .arg("--prefix")
-            .arg(&prefix)
-            .arg("--lib-dir")
-            .arg(&libs));
-        let src = crate_dir.join("tests/c/abi_test.c");
-        let cflags = pkg_config(&prefix, &["--cflags"]);
-        let warn = ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-O1"];
-        let shared = dir.join("abi_test");
-        let rpath = format!("-Wl,-rpath,{}", prefix.join("lib").display());
-        run(Command::new("cc")
-            .args(warn)
-            .args(&cflags)
-            .arg(&src)
-            .arg("-o")
-            .arg(&shared)
-            .args(pkg_config(&prefix, &["--libs"]))
-            .arg(&rpath));
-        let static_ = dir.join("abi_test_static");
-        run(Command::new("cc")
-            .args(warn)
-            .args(&cflags)
-            .arg(&src)
-            .arg("-o")
-            .arg(&static_)
-            .arg(prefix.join("lib/liblarder.a"))
-            .args(pkg_config(&prefix, &["--libs-only-other", "--static"]))
-            .args(["-lpthread", "-ldl", "-lm"]));
-        Built {
-            prefix,
-            shared,
-            static_,
-        }
-    })
-}
+use support::{built, pkg_config, run};
 
 fn arena(dir: &tempfile::TempDir) -> PathBuf {
     let p = dir.path().join("arena");

@@ -2,7 +2,7 @@
 //! (docs/design.md §2.4, §4.2, §5.2).
 
 use crate::protocol::engine::{Engine, Who};
-use crate::protocol::item::{ItemInfo, Read};
+use crate::protocol::item::{ItemInfo, Read, Sink};
 use crate::protocol::layout::{
     ctl_gen, ctl_state, hash_tag, slot_gen, slot_loc, slot_tag, Counter, SegState, BUCKET_SIZE,
     B_SLOTS, LOC_BITS, REF_BIT, SLOTS_PER_BUCKET, SLOT_GEN_MASK,
@@ -90,12 +90,12 @@ impl<M: Mem> Engine<M> {
 
     /// Finds `key`'s slot (design.md §4.1). On a match the value is appended to `out` if
     /// given. Garbage slots met on the way are cleared.
-    pub(crate) fn lookup(
+    pub(crate) fn lookup<S: Sink>(
         &self,
         who: Who,
         key: &[u8],
         hash: u64,
-        mut out: Option<&mut Vec<u8>>,
+        mut out: Option<&mut S>,
     ) -> Lookup {
         let tag = hash_tag(hash);
         let buckets = self.neighbourhood(hash);
@@ -123,13 +123,13 @@ impl<M: Mem> Engine<M> {
     /// Examines a slot whose word `w` carries the key's tag: `Some` if the lookup ends here
     /// (found, or torn), `None` to go on scanning.
     #[inline]
-    fn examine(
+    fn examine<S: Sink>(
         &self,
         who: Who,
         slot: u64,
         w: u64,
         key: &[u8],
-        mut out: Option<&mut Vec<u8>>,
+        mut out: Option<&mut S>,
     ) -> Option<Lookup> {
         match self.read_item(slot, w, key, out.as_deref_mut()) {
             Read::Match(info) => Some(Lookup::Found(Found { slot, w, info })),
@@ -148,14 +148,14 @@ impl<M: Mem> Engine<M> {
     /// restarts. (Out of line: the hit path stays as short as before.)
     #[cold]
     #[inline(never)]
-    fn clear_or_reexamine(
+    fn clear_or_reexamine<S: Sink>(
         &self,
         who: Who,
         slot: u64,
         mut w: u64,
         mut corrupt: bool,
         key: &[u8],
-        mut out: Option<&mut Vec<u8>>,
+        mut out: Option<&mut S>,
     ) -> Option<Lookup> {
         for _ in 0..READ_RETRIES {
             match self.clear_garbage(who, slot, w, corrupt) {
@@ -199,12 +199,12 @@ impl<M: Mem> Engine<M> {
     }
 
     /// Lookup for writers: restarts on torn reads until it has an answer.
-    pub(crate) fn lookup_for_write(
+    pub(crate) fn lookup_for_write<S: Sink>(
         &self,
         who: Who,
         key: &[u8],
         hash: u64,
-        mut out: Option<&mut Vec<u8>>,
+        mut out: Option<&mut S>,
     ) -> Option<Found> {
         let mut round = 0;
         loop {
@@ -231,7 +231,7 @@ impl<M: Mem> Engine<M> {
         mode: Mode,
     ) -> Outcome {
         loop {
-            if let Some(f) = self.lookup_for_write(who, key, hash, None) {
+            if let Some(f) = self.lookup_for_write(who, key, hash, None::<&mut Vec<u8>>) {
                 let live = self.is_live(&f.info);
                 match mode {
                     Mode::Add if live => return Outcome::NotStored,
@@ -264,7 +264,10 @@ impl<M: Mem> Engine<M> {
     /// Insert of a key not found, under its home bucket's insert lock. `None`: someone
     /// inserted the key meanwhile, or a race moved every candidate slot; restart.
     fn insert_locked(&self, who: Who, key: &[u8], hash: u64, new_w: u64) -> Option<Outcome> {
-        if self.lookup_for_write(who, key, hash, None).is_some() {
+        if self
+            .lookup_for_write(who, key, hash, None::<&mut Vec<u8>>)
+            .is_some()
+        {
             return None;
         }
         let slots = self
@@ -457,7 +460,10 @@ mod tests {
         // Without touching reference bits.
         let present = |i: usize| {
             let k = key(i);
-            matches!(e.lookup(w[0], &k, e.hash(&k), None), Lookup::Found(_))
+            matches!(
+                e.lookup(w[0], &k, e.hash(&k), None::<&mut Vec<u8>>),
+                Lookup::Found(_)
+            )
         };
         let n = 2 * SLOTS_PER_BUCKET;
         // The first half in a segment that is then sealed (older in the log), the second

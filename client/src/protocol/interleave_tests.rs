@@ -204,7 +204,7 @@ fn a_get_whose_corrupt_slot_is_overwritten_before_it_clears_it_reads_the_new_ite
     let mut lane = Lane::default();
     w.b.write(w.bw, &mut lane, b"k", b"old", None, Mode::Set)
         .unwrap();
-    let Lookup::Found(f) = w.b.lookup(w.bw, b"k", w.b.hash(b"k"), None) else {
+    let Lookup::Found(f) = w.b.lookup(w.bw, b"k", w.b.hash(b"k"), None::<&mut Vec<u8>>) else {
         panic!("k is present");
     };
     // Damage the item's header from outside: readers see a corrupt item.
@@ -216,7 +216,7 @@ fn a_get_whose_corrupt_slot_is_overwritten_before_it_clears_it_reads_the_new_ite
     let a = w.at_second_access(slot, move || {
         b.write(bw, &mut Lane::default(), b"k", b"fresh", None, Mode::Set)
             .unwrap();
-        let Lookup::Found(f) = b.lookup(bw, b"k", b.hash(b"k"), None) else {
+        let Lookup::Found(f) = b.lookup(bw, b"k", b.hash(b"k"), None::<&mut Vec<u8>>) else {
             panic!("k was just written");
         };
         assert_eq!(f.slot, slot, "the test needs the same slot");
@@ -230,7 +230,7 @@ fn a_get_whose_corrupt_slot_is_overwritten_before_it_clears_it_reads_the_new_ite
 fn a_flush_that_meets_a_key_being_moved_still_removes_it() {
     let w = world();
     let seg = w.hot_sealed(b"k", b"v");
-    let Lookup::Found(f) = w.b.lookup(w.bw, b"k", w.b.hash(b"k"), None) else {
+    let Lookup::Found(f) = w.b.lookup(w.bw, b"k", w.b.hash(b"k"), None::<&mut Vec<u8>>) else {
         panic!("k is present");
     };
     // Between the flush's load of the slot and its CAS, B moves the key forward into a
@@ -254,7 +254,7 @@ fn an_incr_stalled_across_2_14_recyclings_does_not_replace_the_word_republished_
     w.b.write(w.bw, &mut setup, b"n", b"41", None, Mode::Set)
         .unwrap();
     w.b.seal(w.bw, setup.seg.take().unwrap());
-    let Lookup::Found(f) = w.b.lookup(w.bw, b"n", w.b.hash(b"n"), None) else {
+    let Lookup::Found(f) = w.b.lookup(w.bw, b"n", w.b.hash(b"n"), None::<&mut Vec<u8>>) else {
         panic!("n is present");
     };
     // Another key with the same tag and the same home bucket: its item, written at the

@@ -123,12 +123,12 @@ impl<M: Mem> Engine<M> {
     /// Reads the item slot word `w` (loaded from `slot`) points at (design.md §4.1 steps
     /// 2–5). On a key match the value is appended to `out` when given; on any other outcome
     /// `out` is left as it was.
-    pub(crate) fn read_item(
+    pub(crate) fn read_item<S: Sink>(
         &self,
         slot: u64,
         w: u64,
         key: &[u8],
-        out: Option<&mut Vec<u8>>,
+        out: Option<&mut S>,
     ) -> Read {
         let off = slot_loc(w) * 8;
         let Some(seg) = self.geo.seg_of(off) else {
@@ -159,8 +159,8 @@ impl<M: Mem> Engine<M> {
             None => Read::Corrupt,
         };
         if let (Read::Match(_), Some(out), Some(h)) = (result, out, hdr) {
-            let mark = out.len();
-            self.copy_out(h.key_off + h.key_len, h.value_len as usize, out);
+            let mark = out.mark();
+            out.take(self, h.key_off + h.key_len, h.value_len as usize);
             if !self.unchanged(ctl_off, gen, slot, w) {
                 out.truncate(mark);
                 return Read::Torn;
@@ -299,6 +299,43 @@ impl<M: Mem> Engine<M> {
         unsafe { out.set_len(base + len) };
     }
 
+    /// Copies `len` bytes starting at byte offset `start` (any alignment) to the front of
+    /// `dst`, which has room for them. The caller guarantees `start + len` rounded up to 8
+    /// is inside a validated item.
+    #[inline]
+    pub(crate) fn copy_into(&self, start: u64, len: usize, dst: &mut [u8]) {
+        assert!(
+            len <= dst.len(),
+            "copy_into: {len} bytes into {}",
+            dst.len()
+        );
+        let skew = (start & 7) as usize;
+        let words = (skew + len).div_ceil(8);
+        let src = self.mem.words(start - skew as u64, words);
+        if words * 8 <= dst.len() {
+            // Room for the covering words whole: as copy_out, store them, then shift.
+            let p = dst.as_mut_ptr();
+            for (i, w) in src.iter().enumerate() {
+                let w = w.load(Relaxed);
+                // SAFETY: i * 8 + 8 ≤ words * 8 ≤ dst.len(); no alignment needed.
+                unsafe { p.add(i * 8).cast::<u64>().write_unaligned(w.to_le()) };
+            }
+            if skew != 0 {
+                dst.copy_within(skew..skew + len, 0);
+            }
+            return;
+        }
+        // A buffer of exactly the value's size: the words' bytes one by one at the edges.
+        let mut at = 0;
+        for (i, w) in src.iter().enumerate() {
+            let b = w.load(Relaxed).to_le_bytes();
+            let from = if i == 0 { skew } else { 0 };
+            let n = (8 - from).min(len - at);
+            dst[at..at + n].copy_from_slice(&b[from..from + n]);
+            at += n;
+        }
+    }
+
     /// Writes a complete item at `at` (in a segment the caller owns), with extension words
     /// `ext` (meta, then tags) between header and key. Returns its size.
     pub(crate) fn write_item_ext(
@@ -360,6 +397,57 @@ impl<M: Mem> Engine<M> {
 }
 
 /// Streams bytes into consecutive arena words.
+/// Where a value read from the arena goes: a vector (appended, grown as needed) or a
+/// caller's buffer ([`SliceSink`]). Generic, so the vector path compiles to what it was.
+pub(crate) trait Sink {
+    /// What `truncate` goes back to: the state before a value was taken.
+    fn mark(&self) -> usize;
+    /// Forgets a value taken since `mark` (a torn read, or one not to be returned).
+    fn truncate(&mut self, mark: usize);
+    /// Takes the `len` value bytes at byte offset `start` of a validated item.
+    fn take<M: Mem>(&mut self, e: &Engine<M>, start: u64, len: usize);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn mark(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn truncate(&mut self, mark: usize) {
+        Vec::truncate(self, mark)
+    }
+    #[inline]
+    fn take<M: Mem>(&mut self, e: &Engine<M>, start: u64, len: usize) {
+        e.copy_out(start, len, self)
+    }
+}
+
+/// A caller's buffer (a C caller's, through the ABI): the value is copied to its front when
+/// it fits, without a second copy; `len` is the value's length whether or not it fitted.
+pub(crate) struct SliceSink<'a> {
+    pub(crate) buf: &'a mut [u8],
+    pub(crate) len: usize,
+}
+
+impl Sink for SliceSink<'_> {
+    #[inline]
+    fn mark(&self) -> usize {
+        0
+    }
+    #[inline]
+    fn truncate(&mut self, mark: usize) {
+        self.len = mark;
+    }
+    #[inline]
+    fn take<M: Mem>(&mut self, e: &Engine<M>, start: u64, len: usize) {
+        self.len = len;
+        if len <= self.buf.len() {
+            e.copy_into(start, len, self.buf);
+        }
+    }
+}
+
 struct WordWriter<'a, M: Mem> {
     mem: &'a M,
     off: u64,

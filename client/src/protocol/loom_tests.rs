@@ -176,7 +176,7 @@ fn loom_incr_vs_evict() {
         t.join().unwrap();
         assert_eq!(get(&e, w[0], b"n").as_deref(), Some(&b"42"[..]));
         assert!(matches!(
-            e.lookup(w[0], b"n", e.hash(b"n"), None),
+            e.lookup(w[0], b"n", e.hash(b"n"), None::<&mut Vec<u8>>),
             Lookup::Found(_)
         ));
     });

@@ -6,7 +6,7 @@ use crate::protocol::alloc::{Lane, NoSpace};
 use crate::protocol::engine::{Engine, Who};
 use crate::protocol::expiry::Fresh;
 use crate::protocol::index::{Lookup, Mode, Outcome, READ_RETRIES};
-use crate::protocol::item::ItemInfo;
+use crate::protocol::item::{ItemInfo, Sink, SliceSink};
 use crate::protocol::layout::{
     hash_tag, item_size, slot_loc, slot_tag, slot_word, Counter, B_SLOTS, H_FLUSH_GEN,
     ITEM_HEADER_SIZE, SLOTS_PER_BUCKET,
@@ -60,8 +60,8 @@ impl<M: Mem> Engine<M> {
 
     /// Appends the value of `key` to `out` if it is live or stale, and says which (design.md
     /// §4.1). Counts a hit for a live item, a miss otherwise; unlinks a dead one.
-    pub(crate) fn fetch(&self, who: Who, key: &[u8], hash: u64, out: &mut Vec<u8>) -> Fetched {
-        let mark = out.len();
+    pub(crate) fn fetch<S: Sink>(&self, who: Who, key: &[u8], hash: u64, out: &mut S) -> Fetched {
+        let mark = out.mark();
         for _ in 0..READ_RETRIES {
             match self.lookup(who, key, hash, Some(out)) {
                 Lookup::Found(f) => match self.fresh(&f.info) {
@@ -170,6 +170,23 @@ impl<M: Mem> Engine<M> {
         }
     }
 
+    /// The value of a live `key` into the front of `buf` if it fits: its length (larger than
+    /// `buf` when it did not fit, and nothing was copied), or `None` on a miss.
+    #[inline]
+    pub(crate) fn get_slice(
+        &self,
+        who: Who,
+        key: &[u8],
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, Error> {
+        self.check_key(key)?;
+        let mut sink = SliceSink { buf, len: 0 };
+        Ok(match self.fetch(who, key, self.hash(key), &mut sink) {
+            Fetched::Live(..) => Some(sink.len),
+            Fetched::Stale | Fetched::Missing => None,
+        })
+    }
+
     /// Appends the value of a live `key` to `out` without counting or marking it referenced;
     /// returns its remaining TTL (`Some(None)`: no expiry), its stale grace (seconds) and
     /// whether it carries tags.
@@ -226,7 +243,7 @@ impl<M: Mem> Engine<M> {
         // writing the new item into the lane's segment.
         self.mem.prefetch(self.neighbourhood(hash)[0]);
         if mode == Mode::Add {
-            if let Some(f) = self.lookup_for_write(who, key, hash, None) {
+            if let Some(f) = self.lookup_for_write(who, key, hash, None::<&mut Vec<u8>>) {
                 if self.is_live(&f.info) {
                     return Ok(Outcome::NotStored);
                 }
@@ -283,7 +300,7 @@ impl<M: Mem> Engine<M> {
     pub(crate) fn delete(&self, who: Who, key: &[u8]) -> Result<bool, Error> {
         self.check_key(key)?;
         let hash = self.hash(key);
-        while let Some(f) = self.lookup_for_write(who, key, hash, None) {
+        while let Some(f) = self.lookup_for_write(who, key, hash, None::<&mut Vec<u8>>) {
             // Relaxed: unlinking publishes nothing; the item stays intact for readers that
             // already loaded the old word (they linearize before the delete).
             if self.still_current(&f) && self.mem.cas(f.slot, f.w, 0, Relaxed, Relaxed).is_ok() {
@@ -392,7 +409,7 @@ impl<M: Mem> Engine<M> {
         self.check_key(key)?;
         let hash = self.hash(key);
         Ok(self
-            .lookup_for_write(who, key, hash, None)
+            .lookup_for_write(who, key, hash, None::<&mut Vec<u8>>)
             .filter(|f| self.is_live(&f.info))
             .map(|f| self.remaining(f.info.expires_at)))
     }

@@ -209,7 +209,7 @@ mod tests {
     use super::*;
     use crate::protocol::alloc::Lane;
     use crate::protocol::index::{Lookup, Mode, Outcome};
-    use crate::protocol::item::Read;
+    use crate::protocol::item::{Read, SliceSink};
     use crate::protocol::layout::{
         ctl_gen, ctl_state, item_hdr, seg_ctl, slot_loc, Counter, SegState, PS_COUNTERS,
         SLOT_GEN_BITS,
@@ -224,7 +224,7 @@ mod tests {
     }
 
     fn slot_word_of(e: &Engine<VecMem>, who: Who, key: &[u8]) -> (u64, u64) {
-        match e.lookup(who, key, e.hash(key), None) {
+        match e.lookup(who, key, e.hash(key), None::<&mut Vec<u8>>) {
             Lookup::Found(f) => (f.slot, f.w),
             other => panic!("{other:?}"),
         }
@@ -439,6 +439,14 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(e.read_item(slot, word, b"k", Some(&mut out)), Read::Torn);
         assert!(out.is_empty());
+        // Into a caller's buffer, the torn read leaves no length behind either.
+        let mut buf = [0u8; 16];
+        let mut sink = SliceSink {
+            buf: &mut buf,
+            len: 0,
+        };
+        assert_eq!(e.read_item(slot, word, b"k", Some(&mut sink)), Read::Torn);
+        assert_eq!(sink.len, 0);
         // The same read with the slot still holding the word is a hit.
         e.mem.store(slot, word, Relaxed);
         assert!(matches!(
@@ -446,6 +454,47 @@ mod tests {
             Read::Match(_)
         ));
         assert_eq!(out, b"new");
+        let mut sink = SliceSink {
+            buf: &mut buf,
+            len: 0,
+        };
+        assert!(matches!(
+            e.read_item(slot, word, b"k", Some(&mut sink)),
+            Read::Match(_)
+        ));
+        assert_eq!(sink.len, 3);
+        assert_eq!(&buf[..3], b"new");
+    }
+
+    /// `copy_into` against `copy_out` for every start alignment, every length up to three
+    /// words and every buffer size from the exact length up: the same bytes, nothing
+    /// written past the buffer.
+    #[test]
+    fn copy_into_a_buffer_matches_copy_out_at_every_alignment_and_size() {
+        let (e, _w, _) = engine(4, 16, 8, 2, 1000);
+        let base = e.geo.seg_base(0);
+        for i in 0..8u64 {
+            e.mem.store(
+                base + i * 8,
+                0x0807_0605_0403_0201u64.wrapping_mul(i + 1),
+                Relaxed,
+            );
+        }
+        for skew in 0..8u64 {
+            for len in 0..=24usize {
+                let mut want = Vec::new();
+                e.copy_out(base + skew, len, &mut want);
+                for cap in len..len + 10 {
+                    let mut buf = vec![0xAAu8; cap + 1];
+                    e.copy_into(base + skew, len, &mut buf[..cap]);
+                    assert_eq!(&buf[..len], &want[..], "skew {skew} len {len} cap {cap}");
+                    assert_eq!(
+                        buf[cap], 0xAA,
+                        "wrote past the buffer: skew {skew} len {len}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
  *   abi_test write ARENA N     writes N checksummed values for Rust to verify ("c:<i>")
  *   abi_test lease ARENA       the two-call lease between this process and a forked one
  *   abi_test fork ARENA        a handle opened before fork() used by four children
+ *   abi_test bench ARENA N OPS times OPS larder_get of N keys "k:%010u" (ffi/benches/abi.rs)
  *
  * Values carry their key, a sequence number and an FNV-1a checksum, in the format of
  * larder-testkit's make_value (testkit/src/values.rs), so either language checks the other.
@@ -632,12 +633,55 @@ static int mode_statuses(const char *dir) {
     return failures ? 1 : 0;
 }
 
+/* ---- the ABI benchmark's C side (ffi/benches/abi.rs has the Rust side and the keys) --- */
+
+static double now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static int mode_bench(const char *arena, long nkeys, long ops) {
+    larder_cache *c = open_arena(arena);
+    uint8_t *keys = malloc((size_t)nkeys * 12);
+    if (!keys) die("malloc");
+    for (long i = 0; i < nkeys; i++) {
+        char k[24];
+        snprintf(k, sizeof k, "k:%010ld", i % 10000000000L);
+        memcpy(keys + i * 12, k, 12);
+    }
+    uint8_t buf[4096];
+    size_t len = 0;
+    long hits = 0;
+    /* Keys the Rust side did not store (a run of this mode alone, under a profiler). */
+    memset(buf, 7, 100);
+    for (long i = 0; i < nkeys; i++) larder_add(c, keys + i * 12, 12, buf, 100, NULL);
+    /* The same key sequence as the Rust side: an LCG's high bits modulo the key count. */
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t x = 42;
+        double t0 = now_ns();
+        for (long i = 0; i < ops; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            const uint8_t *k = keys + (long)((x >> 33) % (uint64_t)nkeys) * 12;
+            hits += larder_get(c, k, 12, buf, sizeof buf, &len) == LARDER_OK;
+        }
+        double dt = now_ns() - t0;
+        if (pass == 1)  /* the first pass warms caches and TLB */
+            printf("RESULT ns_x100=%ld hits=%ld\n", (long)(dt / (double)ops * 100.0), hits / 2);
+    }
+    free(keys);
+    larder_close(c);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "statuses") == 0) return mode_statuses(argv[2]);
     if (argc >= 4 && strcmp(argv[1], "read") == 0) return mode_read(argv[2], atol(argv[3]));
     if (argc >= 4 && strcmp(argv[1], "write") == 0) return mode_write(argv[2], atol(argv[3]));
     if (argc >= 3 && strcmp(argv[1], "lease") == 0) return mode_lease(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "fork") == 0) return mode_fork(argv[2]);
+    if (argc >= 5 && strcmp(argv[1], "bench") == 0)
+        return mode_bench(argv[2], atol(argv[3]), atol(argv[4]));
     fprintf(stderr, "usage: abi_test statuses DIR | read ARENA N | write ARENA N | "
                     "lease ARENA | fork ARENA\n");
     return 2;

@@ -1,0 +1,131 @@
+//! Building the C test program against an installed liblarder, for the C tests and the
+//! ABI benchmark: `ffi/install.sh` into a prefix beside the libraries cargo just built, then
+//! `cc` with what `pkg-config` says, once against the shared and once against the static
+//! library.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// Where cargo put liblarder_ffi.so / liblarder_ffi.a for this test: beside the test binary
+/// (`<target>/<profile>/deps`), built from the current source as a dependency of the test
+/// (only `cargo build` copies them up to `<target>/<profile>`).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().to_owned()
+}
+
+pub struct Built {
+    pub prefix: PathBuf,
+    pub shared: PathBuf,
+    pub static_: PathBuf,
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\n--- stdout:\n{}--- stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
+    let out = run(Command::new("pkg-config")
+        .args(args)
+        .arg("larder")
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What the build depends on, to tell whether an earlier build is current.
+fn stamp(libs: &Path, crate_dir: &Path) -> String {
+    ["liblarder_ffi.so", "liblarder_ffi.a"]
+        .iter()
+        .map(|f| libs.join(f))
+        .chain([
+            crate_dir.join("tests/c/abi_test.c"),
+            crate_dir.join("include/larder.h"),
+            crate_dir.join("install.sh"),
+            crate_dir.join("larder.pc.in"),
+        ])
+        .map(|p| {
+            let m = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            format!("{} {} {:?}\n", p.display(), m.len(), m.modified().ok())
+        })
+        .collect()
+}
+
+/// Installs the library into a prefix beside it and builds the C test program against it:
+/// once per build of the library, shared by every test process (nextest runs each test in a
+/// process of its own), under a file lock.
+pub fn built() -> &'static Built {
+    static B: OnceLock<Built> = OnceLock::new();
+    B.get_or_init(|| {
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let libs = lib_dir();
+        // Beside the libraries, not in a temporary directory: a static is never dropped,
+        // so a TempDir here would be left behind by every run.
+        let dir = libs.join("ffi-c-test");
+        let prefix = dir.join("prefix");
+        let built = Built {
+            prefix: prefix.clone(),
+            shared: dir.join("abi_test"),
+            static_: dir.join("abi_test_static"),
+        };
+        assert!(
+            libs.join("liblarder_ffi.so").exists(),
+            "no liblarder_ffi.so in {} (cargo builds it with this crate's tests)",
+            libs.display()
+        );
+        let lock = std::fs::File::create(libs.join("ffi-c-test.lock")).unwrap();
+        lock.lock().unwrap();
+        let want = stamp(&libs, &crate_dir);
+        if std::fs::read_to_string(dir.join("stamp")).ok().as_deref() == Some(&want) {
+            return built;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        run(Command::new("bash")
+            .arg(crate_dir.join("install.sh"))
+            .arg("--prefix")
+            .arg(&prefix)
+            .arg("--lib-dir")
+            .arg(&libs));
+        let src = crate_dir.join("tests/c/abi_test.c");
+        let cflags = pkg_config(&prefix, &["--cflags"]);
+        let warn = ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", "-O2"];
+        let shared = &built.shared;
+        let rpath = format!("-Wl,-rpath,{}", prefix.join("lib").display());
+        run(Command::new("cc")
+            .args(warn)
+            .args(&cflags)
+            .arg(&src)
+            .arg("-o")
+            .arg(shared)
+            .args(pkg_config(&prefix, &["--libs"]))
+            .arg(&rpath));
+        let static_ = &built.static_;
+        run(Command::new("cc")
+            .args(warn)
+            .args(&cflags)
+            .arg(&src)
+            .arg("-o")
+            .arg(static_)
+            .arg(prefix.join("lib/liblarder.a"))
+            .args(pkg_config(&prefix, &["--libs-only-other", "--static"]))
+            .args(["-lpthread", "-ldl", "-lm"]));
+        std::fs::write(dir.join("stamp"), want).unwrap();
+        built
+    })
+}
