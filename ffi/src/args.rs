@@ -56,12 +56,18 @@ pub(crate) unsafe fn handle<'a>(c: *const larder_cache) -> Result<&'a Cache, Fai
     // SAFETY: the caller promises a live handle when non-NULL.
     let h = unsafe { c.as_ref() }.ok_or_else(|| null("cache"))?;
     if h.magic != MAGIC {
-        return Err(Failure::new(
-            larder_status::LARDER_E_BAD_HANDLE,
-            "not an open larder handle (closed, or never opened)",
-        ));
+        return Err(bad_handle());
     }
     Ok(&h.cache)
+}
+
+#[cold]
+#[inline(never)]
+fn bad_handle() -> Failure {
+    Failure::new(
+        larder_status::LARDER_E_BAD_HANDLE,
+        "not an open larder handle (closed, or never opened)",
+    )
 }
 
 /// A NUL-terminated path; NULL means the default arena path.
@@ -103,6 +109,8 @@ pub(crate) unsafe fn copy_out(
     Ok(larder_status::LARDER_OK)
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn null(what: &str) -> Failure {
     Failure::new(
         larder_status::LARDER_E_NULL,

@@ -155,17 +155,13 @@ impl larder_status {
 }
 
 /// An error on its way to C: its code and the message `larder_last_error` will return.
-pub(crate) struct Failure {
-    pub(crate) status: larder_status,
-    pub(crate) message: String,
-}
+/// Boxed, so that the `Result` every call returns is one word on the fast path.
+pub(crate) struct Failure(Box<(larder_status, String)>);
 
 impl Failure {
+    #[cold]
     pub(crate) fn new(status: larder_status, message: impl Into<String>) -> Failure {
-        Failure {
-            status,
-            message: message.into(),
-        }
+        Failure(Box::new((status, message.into())))
     }
 }
 
@@ -216,6 +212,14 @@ thread_local! {
     static LAST: RefCell<Option<CString>> = const { RefCell::new(None) };
 }
 
+#[cold]
+#[inline(never)]
+fn failed(f: Failure) -> larder_status {
+    let (status, message) = *f.0;
+    set_last(message);
+    status
+}
+
 fn set_last(message: String) {
     // A message with a NUL in it (a key's bytes) is cut at the NUL rather than lost.
     let mut bytes = message.into_bytes();
@@ -232,10 +236,7 @@ fn set_last(message: String) {
 pub(crate) fn guard(body: impl FnOnce() -> Result<larder_status, Failure>) -> larder_status {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(status)) => status,
-        Ok(Err(f)) => {
-            set_last(f.message);
-            f.status
-        }
+        Ok(Err(f)) => failed(f),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
