@@ -28,17 +28,24 @@ def writer(path, wid, rounds):
         c.set(f"done:{wid}", b"1")
 
 
+def verify_shared(c):
+    """Checks every shared key present; returns how many were."""
+    present = 0
+    for i in range(NKEYS):
+        k = f"shared:{i}".encode()
+        v = c.get(k)
+        if v is not None:
+            check_value(k, v)
+            present += 1
+    return present
+
+
 def reader(path, seconds, out):
     c = larder.Cache(path)
     seen = 0
     deadline = time.time() + seconds
     while time.time() < deadline:
-        for i in range(NKEYS):
-            k = f"shared:{i}".encode()
-            v = c.get(k)
-            if v is not None:
-                check_value(k, v)
-                seen += 1
+        seen += verify_shared(c)
     out.put(seen)
 
 
@@ -103,14 +110,7 @@ def test_a_sigkilled_python_writer_leaves_every_value_whole(arena):
         p.join(10)
         assert p.exitcode == -signal.SIGKILL
         c = larder.Cache(str(arena))
-        present = 0
-        for i in range(NKEYS):
-            k = f"shared:{i}".encode()
-            v = c.get(k)
-            if v is not None:
-                check_value(k, v)
-                present += 1
-        assert present > 0
+        assert verify_shared(c) > 0
         # The arena still takes writes from a new process.
         c.set("after", b"kill")
         assert c.get("after") == b"kill"
