@@ -4,6 +4,7 @@
 
 pub mod atomic_file;
 pub mod daemon;
+pub mod listen;
 pub mod metrics;
 pub mod notify;
 pub mod snapshot;

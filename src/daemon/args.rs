@@ -81,4 +81,17 @@ pub(crate) struct Args {
     /// arena's item log; at most 1/8 of it in any case)
     #[arg(long, env = "LARDER_EVICT_AHEAD", value_parser = units::parse_size)]
     pub(crate) evict_ahead: Option<u64>,
+    /// Serve memcached's text protocol on this address too (repeatable; comma-separated in
+    /// the variable): host:port for TCP (a bare port is 127.0.0.1:port), a path for a Unix
+    /// socket (given the arena's mode). There is no authentication: keep TCP on loopback,
+    /// or use a Unix socket and its permissions
+    #[arg(long = "listen-memcached", env = "LARDER_LISTEN_MEMCACHED", value_name = "ADDR",
+          value_delimiter = ',', value_parser = crate::listen::parse_addr)]
+    pub(crate) listen_memcached: Vec<crate::listen::Addr>,
+    /// Most connections the listener serves at once; more are refused
+    #[arg(long, env = "LARDER_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub(crate) max_connections: usize,
+    /// Close a listener connection idle this long (0 = never)
+    #[arg(long, env = "LARDER_IDLE_TIMEOUT", default_value = "10m", value_parser = units::parse_duration)]
+    pub(crate) idle_timeout: Duration,
 }

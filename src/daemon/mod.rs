@@ -138,6 +138,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         std::process::id()
     );
     let _ = std::io::stdout().flush();
+    let listener = if args.listen_memcached.is_empty() {
+        None
+    } else {
+        let opts = crate::listen::Options {
+            max_connections: args.max_connections,
+            idle_timeout: args.idle_timeout,
+            socket_mode: args.mode,
+        };
+        Some(crate::listen::start(
+            &cache,
+            &args.listen_memcached,
+            opts,
+            unix_now(),
+        )?)
+    };
     notifier.send("READY=1");
     if args.huge_pages {
         collapse_in_background(&cache);
@@ -185,6 +200,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     };
     let sig = d.serve()?;
     tracing::info!(signal = sig, "stopping");
+    if let Some(l) = listener {
+        // Requests in flight finish (each is short); then the daemon stops as before.
+        l.stop(std::time::Duration::from_secs(5));
+    }
     if let Some(e) = evictor {
         e.stop();
     }

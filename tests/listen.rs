@@ -1,0 +1,303 @@
+//! The memcached-protocol listener of the real `larderd`: exact replies for every text
+//! command, noreply, pipelining, memcached's exptime rules, bad input (unknown commands, bad
+//! lines, bad data chunks, values over the limit, lines over the limit), the connection
+//! limit, items shared with linked clients, and the socket removed at SIGTERM.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use larder::Cache;
+use larder_testkit::Daemon;
+
+struct Server {
+    _dir: tempfile::TempDir,
+    sock: PathBuf,
+    arena: PathBuf,
+    daemon: Daemon,
+}
+
+fn server(tag: &str, env: &[(&str, &str)]) -> Server {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("larder-listen-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let sock = dir.path().join("memcached.sock");
+    let arena = dir.path().join("arena");
+    let mut all = vec![("LARDER_LISTEN_MEMCACHED", sock.to_str().unwrap())];
+    all.extend_from_slice(env);
+    let mut daemon = Daemon::spawn(env!("CARGO_BIN_EXE_larderd"), dir.path(), &arena, tag, &all);
+    daemon.ready().expect("larderd ready");
+    Server {
+        _dir: dir,
+        sock,
+        arena,
+        daemon,
+    }
+}
+
+fn connect(p: &Path) -> UnixStream {
+    let s = UnixStream::connect(p).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Sends `req` and reads until the reply ends with `end` (or the server closes).
+fn exchange(s: &mut UnixStream, req: &[u8], end: &[u8]) -> Vec<u8> {
+    s.write_all(req).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !got.ends_with(end) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "reading the reply to {:?}: {e}; got {:?}",
+                String::from_utf8_lossy(req),
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    got
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn every_text_command_answers_as_memcached_does() {
+    let srv = server("cmds", &[]);
+    let mut s = connect(&srv.sock);
+    let cases: &[(&[u8], &str)] = &[
+        (b"get k\r\n", "END\r\n"),
+        (b"set k 0 0 5\r\nhello\r\n", "STORED\r\n"),
+        (b"get k\r\n", "VALUE k 0 5\r\nhello\r\nEND\r\n"),
+        (b"add k 0 0 1\r\nx\r\n", "NOT_STORED\r\n"),
+        (b"add a 0 0 1\r\nx\r\n", "STORED\r\n"),
+        (b"replace nope 0 0 1\r\nx\r\n", "NOT_STORED\r\n"),
+        (b"replace a 0 0 1\r\ny\r\n", "STORED\r\n"),
+        (
+            b"get a k nope\r\n",
+            "VALUE a 0 1\r\ny\r\nVALUE k 0 5\r\nhello\r\nEND\r\n",
+        ),
+        (b"append k 0 0 6\r\n world\r\n", "STORED\r\n"),
+        (b"prepend k 0 0 2\r\n> \r\n", "STORED\r\n"),
+        (b"get k\r\n", "VALUE k 0 13\r\n> hello world\r\nEND\r\n"),
+        (b"append nope 0 0 1\r\nx\r\n", "NOT_STORED\r\n"),
+        (b"cas nope 0 0 1 1\r\nx\r\n", "NOT_FOUND\r\n"),
+        (b"set n 0 0 2\r\n41\r\n", "STORED\r\n"),
+        (b"incr n 1\r\n", "42\r\n"),
+        (b"incr n 18446744073709551615\r\n", "41\r\n"),
+        (b"decr n 100\r\n", "0\r\n"),
+        (b"incr nope 1\r\n", "NOT_FOUND\r\n"),
+        (
+            b"incr k 1\r\n",
+            "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+        ),
+        (
+            b"incr n abc\r\n",
+            "CLIENT_ERROR invalid numeric delta argument\r\n",
+        ),
+        (b"touch n 100\r\n", "TOUCHED\r\n"),
+        (b"touch nope 100\r\n", "NOT_FOUND\r\n"),
+        (b"delete a\r\n", "DELETED\r\n"),
+        (b"delete a\r\n", "NOT_FOUND\r\n"),
+        (
+            b"delete k 5\r\n",
+            "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n",
+        ),
+        (b"bogus\r\n", "ERROR\r\n"),
+        (b"\r\n", "ERROR\r\n"),
+        (
+            b"set k 0 0 notanumber\r\n",
+            "CLIENT_ERROR bad command line format\r\n",
+        ),
+        // memcached reads exactly the announced bytes and "\r\n"; what is left ("\n") is
+        // an empty line.
+        (
+            b"set k 0 0 1\r\nxy\r\n",
+            "CLIENT_ERROR bad data chunk\r\nERROR\r\n",
+        ),
+        (
+            b"set f 5 0 1\r\nx\r\n",
+            "SERVER_ERROR client flags other than 0 are not supported by this larderd\r\n",
+        ),
+        (b"verbosity 1\r\n", "OK\r\n"),
+        (b"shutdown\r\n", "ERROR: shutdown not enabled\r\n"),
+        (
+            b"version\r\n",
+            concat!("VERSION ", env!("CARGO_PKG_VERSION"), "\r\n"),
+        ),
+    ];
+    for (req, want) in cases {
+        let got = exchange(&mut s, req, b"\r\n");
+        assert_eq!(text(&got), *want, "request {:?}", text(req));
+    }
+    // gets, then cas with its token and with a stale one.
+    let got = text(&exchange(&mut s, b"gets n\r\n", b"END\r\n"));
+    let token: u64 = got
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stale = format!("cas n 0 0 1 {}\r\n5\r\n", token + 1);
+    assert_eq!(
+        text(&exchange(&mut s, stale.as_bytes(), b"\r\n")),
+        "EXISTS\r\n"
+    );
+    let good = format!("cas n 0 0 1 {token}\r\n7\r\n");
+    assert_eq!(
+        text(&exchange(&mut s, good.as_bytes(), b"\r\n")),
+        "STORED\r\n"
+    );
+    // gat touches and returns; gats adds the token.
+    let got = text(&exchange(&mut s, b"gats 100 n\r\n", b"END\r\n"));
+    assert!(
+        got.starts_with("VALUE n 0 1 ") && got.ends_with("\r\n7\r\nEND\r\n"),
+        "{got}"
+    );
+    let stats = text(&exchange(&mut s, b"stats\r\n", b"END\r\n"));
+    for k in [
+        "pid",
+        "uptime",
+        "curr_items",
+        "bytes",
+        "get_hits",
+        "get_misses",
+        "evictions",
+        "curr_connections",
+    ] {
+        assert!(
+            stats.contains(&format!("STAT {k} ")),
+            "stats lacks {k}: {stats}"
+        );
+    }
+    let settings = text(&exchange(&mut s, b"stats settings\r\n", b"END\r\n"));
+    assert!(settings.contains("STAT item_size_max 4096"), "{settings}");
+    assert_eq!(text(&exchange(&mut s, b"flush_all\r\n", b"\r\n")), "OK\r\n");
+    assert_eq!(text(&exchange(&mut s, b"get n k\r\n", b"\r\n")), "END\r\n");
+    assert_eq!(
+        text(&exchange(&mut s, b"quit\r\n", b"\r\n")),
+        "",
+        "quit closes"
+    );
+}
+
+#[test]
+fn exptime_noreply_and_pipelining() {
+    let srv = server("exp", &[]);
+    let mut s = connect(&srv.sock);
+    // Pipelined, noreply ones silent: only the gets answer.
+    let got = exchange(
+        &mut s,
+        b"set a 0 0 1 noreply\r\n1\r\nset b 0 -1 1\r\n2\r\nset c 0 1 1 noreply\r\n3\r\nset d 0 2000000000 1\r\n4\r\nset w 0 4000000000 1\r\n5\r\ndelete nope noreply\r\nget a b c d w\r\n",
+        b"END\r\n",
+    );
+    assert_eq!(
+        text(&got),
+        "STORED\r\nSTORED\r\nSTORED\r\nVALUE a 0 1\r\n1\r\nVALUE c 0 1\r\n3\r\nVALUE d 0 1\r\n4\r\nEND\r\n",
+        "negative exptime stores nothing live; above 30 days an absolute time; past 2^31 it wraps to negative, as memcached"
+    );
+    let cache = Cache::open(&srv.arena).unwrap();
+    let ttl = cache.ttl(b"d").unwrap().unwrap().unwrap();
+    assert!(
+        ttl > Duration::from_secs(1_000_000),
+        "absolute exptime in the future: {ttl:?}"
+    );
+    // An absolute time in the past expires at once.
+    assert_eq!(
+        text(&exchange(
+            &mut s,
+            b"set e 0 2592001 1\r\n5\r\nget e\r\n",
+            b"END\r\n"
+        )),
+        "STORED\r\nEND\r\n"
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(
+        text(&exchange(&mut s, b"get c\r\n", b"END\r\n")),
+        "END\r\n",
+        "1 s TTL over"
+    );
+    // Linked clients see the listener's items and the other way round.
+    cache.set(b"linked", b"from rust", None).unwrap();
+    assert_eq!(
+        text(&exchange(&mut s, b"get linked\r\n", b"END\r\n")),
+        "VALUE linked 0 9\r\nfrom rust\r\nEND\r\n"
+    );
+    assert_eq!(cache.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+}
+
+#[test]
+fn oversize_values_and_lines_are_refused_and_the_connection_recovers_or_closes() {
+    let srv = server("bad", &[]);
+    let mut s = connect(&srv.sock);
+    let mut big = b"set big 0 0 5000\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 5000));
+    big.extend_from_slice(b"\r\nget big\r\n");
+    assert_eq!(
+        text(&exchange(&mut s, &big, b"END\r\n")),
+        "SERVER_ERROR object too large for cache\r\nEND\r\n",
+        "the data block is dropped and the next request served"
+    );
+    let mut key = b"get ".to_vec();
+    key.extend(std::iter::repeat_n(b'k', 9000));
+    key.extend_from_slice(b"\r\n");
+    assert_eq!(
+        text(&exchange(&mut s, &key, b"\r\n")),
+        "CLIENT_ERROR bad command line format\r\n",
+        "a key over 250 bytes, as memcached answers"
+    );
+    let mut long = b"get ".to_vec();
+    long.extend(std::iter::repeat_n(b'k', 70_000));
+    assert_eq!(
+        text(&exchange(&mut s, &long, b"\r\n")),
+        "CLIENT_ERROR line too long\r\n"
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        s.read(&mut buf).unwrap_or(0),
+        0,
+        "closed after a line over the limit"
+    );
+    // A client that goes away mid-value loses nobody else's data.
+    let mut half = connect(&srv.sock);
+    half.write_all(b"set torn 0 0 100\r\nonly part").unwrap();
+    drop(half);
+    let mut s = connect(&srv.sock);
+    assert_eq!(
+        text(&exchange(&mut s, b"get torn\r\n", b"END\r\n")),
+        "END\r\n"
+    );
+}
+
+#[test]
+fn connections_over_the_limit_are_refused() {
+    let srv = server("limit", &[("LARDER_MAX_CONNECTIONS", "2")]);
+    let mut a = connect(&srv.sock);
+    let mut b = connect(&srv.sock);
+    assert!(text(&exchange(&mut a, b"version\r\n", b"\r\n")).starts_with("VERSION"));
+    assert!(text(&exchange(&mut b, b"version\r\n", b"\r\n")).starts_with("VERSION"));
+    let mut c = connect(&srv.sock);
+    let got = text(&exchange(&mut c, b"version\r\n", b"\r\n"));
+    assert_eq!(got, "ERROR Too many open connections\r\n");
+    drop(a);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut d = connect(&srv.sock);
+    assert!(text(&exchange(&mut d, b"version\r\n", b"\r\n")).starts_with("VERSION"));
+}
+
+#[test]
+fn sigterm_stops_the_listener_and_removes_its_socket() {
+    let mut srv = server("term", &[]);
+    assert!(srv.sock.exists());
+    let st = srv.daemon.stop();
+    assert!(st.success(), "{st}");
+    assert!(!srv.sock.exists(), "socket file left behind");
+}
