@@ -125,6 +125,7 @@ fn every_text_command_answers_as_memcached_does() {
             "SERVER_ERROR client flags other than 0 are not supported by this larderd\r\n",
         ),
         (b"verbosity 1\r\n", "OK\r\n"),
+        (b"mn\r\n", "MN\r\n"),
         (b"shutdown\r\n", "ERROR: shutdown not enabled\r\n"),
         (
             b"version\r\n",

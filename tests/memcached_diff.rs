@@ -179,6 +179,7 @@ fn larderd_answers_every_case_as_memcached_does() {
         &big,
         &many,
         b"verbosity 1\r\n",
+        b"set q 0 0 1 noreply\r\n1\r\nmn\r\n",
         b"verbosity 1 noreply\r\nget q\r\n",
         b"shutdown\r\n",
         b"flush_all\r\n",

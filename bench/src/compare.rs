@@ -38,11 +38,13 @@ const SEQ_LEN: usize = 1 << 18;
 const SET_BIT: u32 = 1 << 31;
 
 /// The systems a run can include, in table order.
-pub const ALL_SYSTEMS: [&str; 5] = [
+pub const ALL_SYSTEMS: [&str; 7] = [
     "larder",
     "memcached/unix",
+    "larder-mc/unix",
     "redis/unix",
     "memcached/tcp",
+    "larder-mc/tcp",
     "redis/tcp",
 ];
 
@@ -184,8 +186,12 @@ pub fn worker_main(spec: &str) -> io::Result<()> {
             let cache = larder::Cache::open(p).map_err(|e| io::Error::other(e.to_string()))?;
             measure(Larder(cache), &job, &keys, &seq)
         }
-        Target::McUnix(p) => measure(Memcached::new(connect_unix(p)?), &job, &keys, &seq),
-        Target::McTcp(port) => measure(Memcached::new(connect_tcp(*port)?), &job, &keys, &seq),
+        Target::McUnix(p) | Target::LdUnix(p) => {
+            measure(Memcached::new(connect_unix(p)?), &job, &keys, &seq)
+        }
+        Target::McTcp(port) | Target::LdTcp(port) => {
+            measure(Memcached::new(connect_tcp(*port)?), &job, &keys, &seq)
+        }
         Target::RedisUnix(p) => measure(Redis::new(connect_unix(p)?), &job, &keys, &seq),
         Target::RedisTcp(port) => measure(Redis::new(connect_tcp(*port)?), &job, &keys, &seq),
     }
@@ -444,6 +450,20 @@ fn start_systems(opts: &Opts, dir: &Path, shm: &Path, value: usize) -> io::Resul
             }
         }
     }
+    let ld_unix = want("larder-mc/unix");
+    let ld_tcp = want("larder-mc/tcp");
+    if ld_unix || ld_tcp {
+        match servers::larderd_bin() {
+            Some(bin) => {
+                let (s, ts) = servers::larderd(&bin, dir, MEM_MB, ld_unix, ld_tcp)?;
+                servers.push(s);
+                targets.extend(ts);
+            }
+            None => eprintln!(
+                "larderd is not built: skipping larder-mc/* (cargo build --release --bin larderd)"
+            ),
+        }
+    }
     let r_unix = want("redis/unix");
     let r_tcp = want("redis/tcp");
     if r_unix || r_tcp {
@@ -495,6 +515,12 @@ fn fill(
             }
             Target::McUnix(p) => Memcached::new(connect_unix(p)?).set_many(items())?,
             Target::McTcp(port) => Memcached::new(connect_tcp(*port)?).set_many(items())?,
+            // Both listeners of one larderd serve one arena: filled once, through Unix.
+            Target::LdUnix(p) => Memcached::new(connect_unix(p)?).set_many(items())?,
+            Target::LdTcp(port) if !targets.iter().any(|t| matches!(t, Target::LdUnix(_))) => {
+                Memcached::new(connect_tcp(*port)?).set_many(items())?
+            }
+            Target::LdTcp(_) => {}
             Target::RedisUnix(p) if !redis_done => {
                 Redis::new(connect_unix(p)?).set_many(items())?;
                 redis_done = true;

@@ -81,7 +81,7 @@ struct CompareArgs {
     /// Seconds each (configuration, system) runs.
     #[arg(long, default_value_t = 0.4)]
     duration: f64,
-    /// Systems: larder, memcached/unix, redis/unix, memcached/tcp, redis/tcp.
+    /// Systems: larder, memcached/unix, larder-mc/unix (larderd's memcached listener), redis/unix, memcached/tcp, larder-mc/tcp, redis/tcp.
     #[arg(long, value_delimiter = ',', default_values_t = compare::ALL_SYSTEMS.map(String::from))]
     systems: Vec<String>,
     /// Keys × (key + value) stays under this many MiB (so the data fits every system).

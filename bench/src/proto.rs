@@ -13,6 +13,9 @@ pub enum Target {
     Larder(PathBuf),
     McUnix(PathBuf),
     McTcp(u16),
+    /// larderd's memcached-protocol listener on a Unix socket / TCP port.
+    LdUnix(PathBuf),
+    LdTcp(u16),
     RedisUnix(PathBuf),
     RedisTcp(u16),
 }
@@ -24,6 +27,8 @@ impl Target {
             Target::Larder(_) => "larder",
             Target::McUnix(_) => "memcached/unix",
             Target::McTcp(_) => "memcached/tcp",
+            Target::LdUnix(_) => "larder-mc/unix",
+            Target::LdTcp(_) => "larder-mc/tcp",
             Target::RedisUnix(_) => "redis/unix",
             Target::RedisTcp(_) => "redis/tcp",
         }
@@ -34,6 +39,8 @@ impl Target {
             Target::Larder(p) => format!("larder:{}", p.display()),
             Target::McUnix(p) => format!("mc-unix:{}", p.display()),
             Target::McTcp(port) => format!("mc-tcp:{port}"),
+            Target::LdUnix(p) => format!("ld-unix:{}", p.display()),
+            Target::LdTcp(port) => format!("ld-tcp:{port}"),
             Target::RedisUnix(p) => format!("redis-unix:{}", p.display()),
             Target::RedisTcp(port) => format!("redis-tcp:{port}"),
         }
@@ -44,6 +51,8 @@ impl Target {
             "larder" => Target::Larder(rest.into()),
             "mc-unix" => Target::McUnix(rest.into()),
             "mc-tcp" => Target::McTcp(rest.parse().ok()?),
+            "ld-unix" => Target::LdUnix(rest.into()),
+            "ld-tcp" => Target::LdTcp(rest.parse().ok()?),
             "redis-unix" => Target::RedisUnix(rest.into()),
             "redis-tcp" => Target::RedisTcp(rest.parse().ok()?),
             _ => return None,

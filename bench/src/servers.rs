@@ -66,8 +66,10 @@ fn wait_ready(server: &mut Server, target: &Target) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let ok = match target {
-            Target::McUnix(p) | Target::RedisUnix(p) => connect_unix(p).is_ok(),
-            Target::McTcp(port) | Target::RedisTcp(port) => connect_tcp(*port).is_ok(),
+            Target::McUnix(p) | Target::RedisUnix(p) | Target::LdUnix(p) => connect_unix(p).is_ok(),
+            Target::McTcp(port) | Target::RedisTcp(port) | Target::LdTcp(port) => {
+                connect_tcp(*port).is_ok()
+            }
             Target::Larder(_) => true,
         };
         if ok {
@@ -121,6 +123,64 @@ pub fn memcached(bin: &Path, dir: &Path, mem_mb: u32, unix: bool) -> io::Result<
     let mut s = spawn("memcached", cmd)?;
     wait_ready(&mut s, &target)?;
     Ok((s, target))
+}
+
+/// The larderd beside this benchmark's binary (`cargo build --release --bin larderd` puts
+/// it there), or `$LARDERD`.
+pub fn larderd_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LARDERD") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.join("larderd");
+    p.exists().then_some(p)
+}
+
+/// A larderd on its own arena of `mem_mb` MiB in `dir`, with its memcached listener on a
+/// Unix socket and/or a TCP port: the targets `larder-mc/unix` and `larder-mc/tcp`.
+pub fn larderd(
+    bin: &Path,
+    dir: &Path,
+    mem_mb: u32,
+    unix: bool,
+    tcp: bool,
+) -> io::Result<(Server, Vec<Target>)> {
+    let mut cmd = Command::new(bin);
+    let arena = dir.join("larderd-arena");
+    let _ = std::fs::remove_file(&arena);
+    cmd.arg("--arena").arg(&arena).args([
+        "--size",
+        &format!("{mem_mb}MiB"),
+        "--no-snapshot",
+        "--max-connections",
+        "4096",
+    ]);
+    for v in [
+        "LARDER_SNAPSHOT",
+        "LARDER_ARENA",
+        "LARDER_LISTEN_MEMCACHED",
+        "NOTIFY_SOCKET",
+    ] {
+        cmd.env_remove(v);
+    }
+    let mut targets = Vec::new();
+    if unix {
+        let sock = dir.join("larderd-mc.sock");
+        let _ = std::fs::remove_file(&sock);
+        cmd.arg("--listen-memcached").arg(&sock);
+        targets.push(Target::LdUnix(sock));
+    }
+    if tcp {
+        let port = free_port()?;
+        cmd.arg("--listen-memcached")
+            .arg(format!("127.0.0.1:{port}"));
+        targets.push(Target::LdTcp(port));
+    }
+    let mut s = spawn("larderd", cmd)?;
+    for t in &targets {
+        wait_ready(&mut s, t)?;
+    }
+    Ok((s, targets))
 }
 
 /// One redis-server listening on both a Unix socket in `dir` and 127.0.0.1 TCP, no

@@ -273,6 +273,7 @@ fn run(
         }
         Request::Quit => return Ok((true, Flow::Close)),
         Request::Shutdown => line(out, "ERROR: shutdown not enabled"),
+        Request::MetaNoop => line(out, "MN"),
     }
     Ok((false, Flow::Continue))
 }

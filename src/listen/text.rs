@@ -71,6 +71,9 @@ pub enum Request<'a> {
     },
     Quit,
     Shutdown,
+    /// `mn`, the meta protocol's no-op: clients send it after a batch of quiet requests and
+    /// read `MN` to know every earlier reply has arrived.
+    MetaNoop,
 }
 
 /// What memcached answers a line it cannot take with.
@@ -247,6 +250,7 @@ pub fn parse(line: &[u8]) -> Result<Request<'_>, Refusal> {
         },
         b"quit" if args.is_empty() => Ok(Request::Quit),
         b"shutdown" => Ok(Request::Shutdown),
+        b"mn" if args.is_empty() => Ok(Request::MetaNoop),
         _ => Err(Refusal::Unknown),
     }
 }
@@ -394,6 +398,7 @@ mod tests {
             Ok(Request::Verbosity { noreply: false })
         );
         assert_eq!(parse(b"quit"), Ok(Request::Quit));
+        assert_eq!(parse(b"mn"), Ok(Request::MetaNoop));
         assert_eq!(parse(b""), Err(Refusal::Unknown));
         assert_eq!(parse(b"bogus k"), Err(Refusal::Unknown));
         assert_eq!(Refusal::Unknown.reply(), b"ERROR\r\n");
