@@ -63,17 +63,23 @@ def check_value(key, v):
     return struct.unpack("<Q", body[2 + klen : 10 + klen])[0]
 
 
-@pytest.fixture(scope="session")
-def cachectl():
-    """The Rust CLI, built if need be: a process in another language on the same arena."""
-    given = os.environ.get("LARDER_CACHECTL")
+def rust_binary(name, env):
+    """The path of one of the repository's Rust binaries: $env if set, else target/debug or
+    target/release, else built now."""
+    given = os.environ.get(env)
     if given:
         return given
     for profile in ("debug", "release"):
-        p = REPO / "target" / profile / "cachectl"
+        p = REPO / "target" / profile / name
         if p.exists():
             return str(p)
     cargo = shutil.which("cargo")
-    assert cargo, "cachectl is not built and cargo is not on PATH"
-    subprocess.run([cargo, "build", "-q", "--bin", "cachectl"], cwd=REPO, check=True)
-    return str(REPO / "target" / "debug" / "cachectl")
+    assert cargo, f"{name} is not built and cargo is not on PATH"
+    subprocess.run([cargo, "build", "-q", "--bin", name], cwd=REPO, check=True)
+    return str(REPO / "target" / "debug" / name)
+
+
+@pytest.fixture(scope="session")
+def cachectl():
+    """The Rust CLI: a process in another language on the same arena."""
+    return rust_binary("cachectl", "LARDER_CACHECTL")

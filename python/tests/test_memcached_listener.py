@@ -5,12 +5,11 @@ items are the same ones larder.Cache sees in shared memory."""
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 import larder
-from conftest import REPO
+from conftest import rust_binary
 
 pymemcache = pytest.importorskip("pymemcache")
 from pymemcache.client.base import Client  # noqa: E402
@@ -21,24 +20,12 @@ from pymemcache.exceptions import (  # noqa: E402
 )
 
 
-def larderd_path():
-    given = os.environ.get("LARDERD")
-    if given:
-        return given
-    for profile in ("debug", "release"):
-        p = REPO / "target" / profile / "larderd"
-        if p.exists():
-            return str(p)
-    subprocess.run(["cargo", "build", "-q", "--bin", "larderd"], cwd=REPO, check=True)
-    return str(REPO / "target" / "debug" / "larderd")
-
-
 @pytest.fixture
 def served(tmp_path):
     arena, sock = tmp_path / "arena", tmp_path / "memcached.sock"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LARDER_")}
     proc = subprocess.Popen(
-        [larderd_path(), "--arena", str(arena), "--size", "32MiB", "--max-value", "1MiB",
+        [rust_binary("larderd", "LARDERD"), "--arena", str(arena), "--size", "32MiB", "--max-value", "1MiB",
          "--no-snapshot", "--huge-pages", "false", "--listen-memcached", str(sock)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
