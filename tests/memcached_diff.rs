@@ -1,5 +1,6 @@
-//! Differential test: the same bytes to a real memcached (Debian's 1.6) and to larderd's
-//! listener, replies compared byte for byte, in one sequence so both hold the same items.
+//! Against real memcached tools. A differential test: the same bytes to a real memcached
+//! (Debian's 1.6) and to larderd's listener, replies compared byte for byte, in one
+//! sequence so both hold the same items; and libmemcached's `memccapable` conformance run.
 //! The documented differences are the list below and nothing else; a case that differs
 //! otherwise fails. Skipped (saying so) where memcached is not installed, unless
 //! LARDER_REQUIRE_MEMCACHED is set (CI sets it).
@@ -181,6 +182,7 @@ fn larderd_answers_every_case_as_memcached_does() {
         b"verbosity 1\r\n",
         b"set q 0 0 1 noreply\r\n1\r\nmn\r\n",
         b"verbosity 1 noreply\r\nget q\r\n",
+        b"verbosity\r\nverbosity 1 2 3\r\nverbosity noreply\r\nmn\r\n",
         b"shutdown\r\n",
         b"flush_all\r\n",
         b"get q k\r\n",
@@ -203,5 +205,47 @@ fn larderd_answers_every_case_as_memcached_does() {
         "{} case(s) differ:\n{}",
         differ.len(),
         differ.join("\n")
+    );
+}
+
+/// libmemcached's `memccapable`, a protocol conformance checker nobody here wrote, runs its
+/// ASCII tests against larderd's TCP listener; every one must pass.
+#[test]
+fn memccapable_passes_every_ascii_test() {
+    if Command::new("memccapable").arg("-h").output().is_err() {
+        assert!(
+            std::env::var_os("LARDER_REQUIRE_MEMCACHED").is_none(),
+            "memccapable (libmemcached-tools) is required but not installed"
+        );
+        eprintln!("memccapable not installed: skipped");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("larder-capable-")
+        .tempdir()
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut d = Daemon::spawn(
+        env!("CARGO_BIN_EXE_larderd"),
+        dir.path(),
+        &dir.path().join("arena"),
+        "capable",
+        &[("LARDER_LISTEN_MEMCACHED", &addr), ("LARDER_SIZE", "32MiB")],
+    );
+    d.ready().expect("larderd ready");
+    let out = Command::new("memccapable")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-a", "-t", "10"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("All tests passed") && !text.contains("[FAIL]"),
+        "memccapable:\n{text}"
     );
 }

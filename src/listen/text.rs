@@ -242,6 +242,8 @@ pub fn parse(line: &[u8]) -> Result<Request<'_>, Refusal> {
         },
         b"version" if args.is_empty() => Ok(Request::Version),
         b"verbosity" => match args {
+            // memcached takes a bare `noreply` too, and answers nothing.
+            [n] if *n == b"noreply" => Ok(Request::Verbosity { noreply: true }),
             [level] if num::<u32>(level).is_some() => Ok(Request::Verbosity { noreply: false }),
             [level, n] if num::<u32>(level).is_some() && *n == b"noreply" => {
                 Ok(Request::Verbosity { noreply: true })
