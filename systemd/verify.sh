@@ -33,9 +33,18 @@ for unit in larderd.service larderd@.service; do
 done
 # A template is verified through an instance name.
 ln -s "larderd@.service" "$tmp/larderd@check.service"
+# Each drop-in example, verified as the unit with the drop-in's sections appended (what
+# systemd makes of a unit and its drop-in).
+units=(larderd.service larderd@check.service)
+for d in "$here"/larderd.service.d/*.conf.example; do
+    [[ -e "$d" ]] || continue
+    name="larderd-$(basename "$d" .conf.example).service"
+    cat "$tmp/larderd.service" "$d" >"$tmp/$name"
+    units+=("$name")
+done
 
 status=0
-for unit in larderd.service larderd@check.service; do
+for unit in "${units[@]}"; do
     # verify prints warnings (and exits 0) for problems it tolerates; treat any output
     # about our units as a failure so a typo in a setting name is not missed.
     out="$(cd "$tmp" && SYSTEMD_LOG_COLOR=0 systemd-analyze verify --man=no "$tmp/$unit" 2>&1)" || status=1
