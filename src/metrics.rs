@@ -25,6 +25,23 @@ pub struct DaemonMetrics {
     pub swept_segments: u64,
     pub freed_segments: u64,
     pub reaped_processes: u64,
+    /// The memcached listener's counters, when it runs.
+    pub listener: Option<ListenerMetrics>,
+}
+
+/// A copy of the listener's counters (`listen::exec::ListenerStats`) at one instant.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListenerMetrics {
+    pub connections: u64,
+    pub connections_total: u64,
+    pub rejected_connections: u64,
+    pub cmd_get: u64,
+    pub cmd_set: u64,
+    pub cmd_touch: u64,
+    pub cmd_flush: u64,
+    pub protocol_errors: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
 }
 
 /// Renders one complete exposition.
@@ -36,6 +53,72 @@ pub fn render(stats: &Stats, info: &ArenaInfo, d: &DaemonMetrics, now: u64) -> S
         let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name}{label} {value}");
     };
+    if let Some(l) = &d.listener {
+        for (name, kind, help, v) in [
+            (
+                "larder_listener_connections",
+                "gauge",
+                "Connections the memcached listener serves now.",
+                l.connections,
+            ),
+            (
+                "larder_listener_connections_total",
+                "counter",
+                "Connections the memcached listener accepted.",
+                l.connections_total,
+            ),
+            (
+                "larder_listener_rejected_connections_total",
+                "counter",
+                "Connections refused over --max-connections.",
+                l.rejected_connections,
+            ),
+            (
+                "larder_listener_get_keys_total",
+                "counter",
+                "Keys asked for by get/gets over the listener.",
+                l.cmd_get,
+            ),
+            (
+                "larder_listener_set_total",
+                "counter",
+                "Storage commands over the listener.",
+                l.cmd_set,
+            ),
+            (
+                "larder_listener_touch_total",
+                "counter",
+                "touch/gat keys over the listener.",
+                l.cmd_touch,
+            ),
+            (
+                "larder_listener_flush_total",
+                "counter",
+                "flush_all commands over the listener.",
+                l.cmd_flush,
+            ),
+            (
+                "larder_listener_protocol_errors_total",
+                "counter",
+                "Requests the listener refused (ERROR, CLIENT_ERROR).",
+                l.protocol_errors,
+            ),
+            (
+                "larder_listener_read_bytes_total",
+                "counter",
+                "Bytes the listener read from clients.",
+                l.bytes_read,
+            ),
+            (
+                "larder_listener_written_bytes_total",
+                "counter",
+                "Bytes the listener wrote to clients.",
+                l.bytes_written,
+            ),
+        ] {
+            put(name, kind, help, v as f64);
+        }
+    }
     let t = &stats.totals;
     let me = std::process::id();
     let clients = stats.processes.iter().filter(|p| p.pid != me).count();

@@ -15,6 +15,7 @@ struct Server {
     _dir: tempfile::TempDir,
     sock: PathBuf,
     arena: PathBuf,
+    metrics: PathBuf,
     daemon: Daemon,
 }
 
@@ -25,7 +26,12 @@ fn server(tag: &str, env: &[(&str, &str)]) -> Server {
         .unwrap();
     let sock = dir.path().join("memcached.sock");
     let arena = dir.path().join("arena");
-    let mut all = vec![("LARDER_LISTEN_MEMCACHED", sock.to_str().unwrap())];
+    let metrics = dir.path().join("metrics.prom");
+    let mut all = vec![
+        ("LARDER_LISTEN_MEMCACHED", sock.to_str().unwrap()),
+        ("LARDER_METRICS_TEXTFILE", metrics.to_str().unwrap()),
+        ("LARDER_SWEEP_INTERVAL", "100ms"),
+    ];
     all.extend_from_slice(env);
     let mut daemon = Daemon::spawn(env!("CARGO_BIN_EXE_larderd"), dir.path(), &arena, tag, &all);
     daemon.ready().expect("larderd ready");
@@ -33,6 +39,7 @@ fn server(tag: &str, env: &[(&str, &str)]) -> Server {
         _dir: dir,
         sock,
         arena,
+        metrics,
         daemon,
     }
 }
@@ -301,4 +308,40 @@ fn sigterm_stops_the_listener_and_removes_its_socket() {
     let st = srv.daemon.stop();
     assert!(st.success(), "{st}");
     assert!(!srv.sock.exists(), "socket file left behind");
+}
+
+#[test]
+fn the_metrics_file_counts_the_listeners_connections_commands_and_errors() {
+    let srv = server("metrics", &[]);
+    let mut s = connect(&srv.sock);
+    exchange(&mut s, b"set k 0 0 1\r\nv\r\nget k k\r\n", b"END\r\n");
+    exchange(&mut s, b"bogus\r\n", b"\r\n");
+    let want = [
+        "larder_listener_connections{",
+        "larder_listener_connections_total{",
+        "larder_listener_set_total{",
+        "larder_listener_get_keys_total{",
+        "larder_listener_protocol_errors_total{",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&srv.metrics).unwrap_or_default();
+        let value = |name: &str| -> Option<f64> {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+        };
+        if want.iter().all(|w| value(w).is_some()) && value(want[4]) == Some(1.0) {
+            assert_eq!(value(want[0]), Some(1.0), "{text}");
+            assert_eq!(value(want[2]), Some(1.0), "{text}");
+            assert_eq!(value(want[3]), Some(2.0), "{text}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics file lacks the listener's counters:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -187,6 +187,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             reaped_processes: u64::from(reaped),
             ..DaemonMetrics::default()
         },
+        listener,
         args,
         cache,
         snapshot: snapshot_path,
@@ -200,7 +201,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     };
     let sig = d.serve()?;
     tracing::info!(signal = sig, "stopping");
-    if let Some(l) = listener {
+    if let Some(l) = d.listener.take() {
         // Requests in flight finish (each is short); then the daemon stops as before.
         l.stop(std::time::Duration::from_secs(5));
     }

@@ -26,6 +26,8 @@ pub(crate) struct Daemon {
     pub(crate) notifier: Notifier,
     pub(crate) signals: Signals,
     pub(crate) metrics: DaemonMetrics,
+    /// The memcached-protocol listener, when `--listen-memcached` asked for one.
+    pub(crate) listener: Option<crate::listen::Listener>,
     /// The snapshot being written, if any.
     pub(crate) job: Option<Job>,
     /// A snapshot is wanted (for this reason) and starts as soon as none is running.
@@ -102,6 +104,9 @@ impl Daemon {
                 reaped,
                 "maintenance"
             );
+        }
+        if let Some(l) = &self.listener {
+            self.metrics.listener = Some(l.metrics());
         }
         if let Some(path) = &self.args.metrics_textfile {
             let text = metrics::render(

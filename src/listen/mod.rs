@@ -232,9 +232,23 @@ fn accept_loop(b: Bound, sh: &Arc<Shared>, max: usize) {
 }
 
 impl Listener {
-    /// The counters `stats` shows.
-    pub fn stats(&self) -> &ListenerStats {
-        &self.shared.stats
+    /// The counters `stats` shows, copied for the metrics file.
+    pub fn metrics(&self) -> crate::metrics::ListenerMetrics {
+        let s = &self.shared.stats;
+        // Relaxed: statistics.
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+        crate::metrics::ListenerMetrics {
+            connections: g(&s.curr_connections),
+            connections_total: g(&s.total_connections),
+            rejected_connections: g(&s.rejected_connections),
+            cmd_get: g(&s.cmd_get),
+            cmd_set: g(&s.cmd_set),
+            cmd_touch: g(&s.cmd_touch),
+            cmd_flush: g(&s.cmd_flush),
+            protocol_errors: g(&s.protocol_errors),
+            bytes_read: g(&s.bytes_read),
+            bytes_written: g(&s.bytes_written),
+        }
     }
 
     /// Stops accepting, lets connections finish what they are doing for at most `grace`,
