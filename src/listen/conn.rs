@@ -5,6 +5,7 @@
 //! only its own thread, until the idle timeout closes it.
 
 use std::io::{self, Read, Write};
+// Relaxed for every counter here: statistics, read racily by `stats` and the metrics file.
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 

@@ -106,18 +106,22 @@ pub fn execute(
     data: &[u8],
     out: &mut Vec<u8>,
 ) -> Flow {
-    let mut reply = Vec::new();
-    let (quiet, flow) = match run(cache, stats, started, req, data, &mut reply) {
-        Ok(r) => r,
-        Err(e) => {
-            error(&mut reply, &e);
-            (false, Flow::Continue)
+    // Written in place; taken back for noreply, or when an error ends the request partway
+    // (a reply is all or nothing).
+    let mark = out.len();
+    match run(cache, stats, started, req, data, out) {
+        Ok((quiet, flow)) => {
+            if quiet {
+                out.truncate(mark);
+            }
+            flow
         }
-    };
-    if !quiet {
-        out.extend_from_slice(&reply);
+        Err(e) => {
+            out.truncate(mark);
+            error(out, &e);
+            Flow::Continue
+        }
     }
-    flow
 }
 
 /// `(noreply, flow)` after writing the reply into `out`.

@@ -254,11 +254,13 @@ impl Listener {
     /// Stops accepting, lets connections finish what they are doing for at most `grace`,
     /// and removes the Unix socket files.
     pub fn stop(self, grace: Duration) {
+        // Relaxed: pairs with nothing; the accept and connection loops poll it (stopping).
         self.shared.stop.store(true, Relaxed);
         for a in self.accepters {
             let _ = a.join();
         }
         let deadline = Instant::now() + grace;
+        // Relaxed: a count polled until it reaches zero; no data is handed over with it.
         while self.shared.stats.curr_connections.load(Relaxed) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
