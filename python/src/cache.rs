@@ -13,7 +13,7 @@ use crate::keys::KeyIter;
 use larder::{CasOutcome, CasToken, Leased, LoadOptions, SetOptions};
 
 /// Values up to this size are read into a buffer on the stack and copied once into the
-/// new `bytes`; larger ones are read straight into a `bytes` of their size.
+/// new `bytes`; larger ones through a vector.
 const STACK_READ: usize = 2048;
 
 /// The default arena path (`$LARDER_ARENA`, `/run/larder/arena`, `$XDG_RUNTIME_DIR/larder/
@@ -62,32 +62,14 @@ impl Cache {
         if n <= STACK_READ {
             return Ok(Some(PyBytes::new(py, &stack[..n])));
         }
-        // Larger: read into a bytes object of the size just seen; if the value changed
-        // size meanwhile, go round again with the new size.
-        let mut want = n;
-        loop {
-            let mut got = None;
-            let b = PyBytes::new_with(py, want, |buf| {
-                got = self.inner.get_into_slice(k, buf).map_err(op)?;
-                Ok(())
-            })?;
-            match got {
-                None => return Ok(None),
-                Some(m) if m == want => return Ok(Some(b)),
-                Some(m) if m <= STACK_READ => {
-                    // Shrank below the stack size: one more read settles it.
-                    return match self.inner.get_into_slice(k, &mut stack).map_err(op)? {
-                        Some(m) if m <= STACK_READ => Ok(Some(PyBytes::new(py, &stack[..m]))),
-                        Some(m) => {
-                            want = m;
-                            continue;
-                        }
-                        None => Ok(None),
-                    };
-                }
-                Some(m) => want = m,
-            }
-        }
+        // Larger: read it again into a vector sized by the read itself (the value may have
+        // changed since), then one copy into the bytes object.
+        let mut v = Vec::with_capacity(n);
+        Ok(if self.inner.get_into(k, &mut v).map_err(op)? {
+            Some(PyBytes::new(py, &v))
+        } else {
+            None
+        })
     }
 
     fn store(
@@ -421,7 +403,7 @@ impl Cache {
     /// The keys present (bytes), those matching the glob `pattern` if given (`*`, `?`,
     /// `[set]`, `[!set]`, `\\` escapes). Streams; keys changed meanwhile may or may not appear.
     #[pyo3(signature = (pattern=None))]
-    fn keys(&self, py: Python<'_>, pattern: Option<&Bound<'_, PyAny>>) -> PyResult<KeyIter> {
+    fn keys(&self, pattern: Option<&Bound<'_, PyAny>>) -> PyResult<KeyIter> {
         let glob = match pattern {
             None => None,
             Some(p) => Some(
@@ -429,7 +411,6 @@ impl Cache {
                     .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?,
             ),
         };
-        let _ = py;
         Ok(KeyIter {
             keys: std::sync::Mutex::new(self.inner.keys()),
             glob,
