@@ -53,11 +53,12 @@ impl Counters {
 
     /// Hits over lookups, or 0 with no lookups.
     pub fn hit_ratio(&self) -> f64 {
-        let n = self.hits + self.misses;
-        if n == 0 {
+        // In f64: two damaged counter words could overflow a u64 sum.
+        let n = self.hits as f64 + self.misses as f64;
+        if n == 0.0 {
             0.0
         } else {
-            self.hits as f64 / n as f64
+            self.hits as f64 / n
         }
     }
 }
@@ -105,8 +106,10 @@ impl<M: Mem> Engine<M> {
             // Relaxed throughout: statistics, read racily by design.
             let cur: [u64; NCOUNTERS] =
                 std::array::from_fn(|i| self.mem.load(base + PS_COUNTERS + i as u64 * 8, Relaxed));
+            // Wrapping: a counter word is a u64 that only grows, but a damaged arena can hold
+            // any bits in it, and statistics must not panic on them.
             for (t, c) in totals.iter_mut().zip(cur) {
-                *t += c;
+                *t = t.wrapping_add(c);
             }
             if self.mem.load(base + PS_REG, Relaxed) != 0 {
                 let own = std::array::from_fn(|i| {
