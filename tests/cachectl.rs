@@ -639,12 +639,15 @@ fn dump_flush_load_round_trip() {
 }
 
 #[test]
-fn dump_and_load_keep_stale_grace() {
+fn dump_and_load_keep_stale_grace_and_flags() {
     let (d, p, cache) = arena("dump-grace");
     let opts = larder::SetOptions::new()
         .ttl(Duration::from_secs(600))
         .stale_grace(Duration::from_secs(3600));
     cache.set_with(b"graceful", b"v", &opts).unwrap();
+    cache
+        .set_with(b"flagged", b"v", &larder::SetOptions::new().flags(16))
+        .unwrap();
     cache
         .set(b"plain", b"v", Some(Duration::from_secs(600)))
         .unwrap();
@@ -659,12 +662,17 @@ fn dump_and_load_keep_stale_grace() {
     assert_eq!(g["grace"], 3600, "{g}");
     let plain = lines.iter().find(|o| o["key"] == "plain").unwrap();
     assert!(plain.get("grace").is_none(), "{plain}");
+    assert!(plain.get("flags").is_none(), "{plain}");
+    let f = lines.iter().find(|o| o["key"] == "flagged").unwrap();
+    assert_eq!(f["flags"], 16, "{f}");
     assert_eq!(go(&p, &["flush"]).code, 0);
     let r = go(&p, &["load", file.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.err);
-    let grace_of = |k: &[u8]| cache.entries().find(|e| e.key == k).unwrap().grace;
-    assert_eq!(grace_of(b"graceful"), Some(Duration::from_secs(3600)));
-    assert_eq!(grace_of(b"plain"), None);
+    let entry = |k: &[u8]| cache.entries().find(|e| e.key == k).unwrap();
+    assert_eq!(entry(b"graceful").grace, Some(Duration::from_secs(3600)));
+    assert_eq!(entry(b"plain").grace, None);
+    assert_eq!(entry(b"flagged").flags, 16);
+    assert_eq!(entry(b"plain").flags, 0);
 }
 
 #[test]

@@ -138,7 +138,8 @@ fn a_file_that_is_not_an_arena_is_moved_aside_not_deleted() {
     );
 }
 
-/// Stale grace included: an item past its TTL is still served stale after the restore.
+/// Stale grace and client flags included: an item past its TTL is still served stale after
+/// the restore, and a flagged item keeps its flags.
 #[test]
 fn an_arena_of_another_layout_version_is_moved_aside_and_the_snapshot_restores_it() {
     use std::os::unix::fs::FileExt;
@@ -157,6 +158,12 @@ fn an_arena_of_another_layout_version_is_moved_aside_and_the_snapshot_restores_i
         .ttl(Duration::from_secs(3))
         .stale_grace(Duration::from_secs(3600));
     c.set_with(b"g", b"stale but served", &opts).unwrap();
+    c.set_with(
+        b"f",
+        b"flagged",
+        &larder::SetOptions::new().flags(0xdead_beef),
+    )
+    .unwrap();
     drop(c);
     assert!(d.stop().success(), "{}", d.log());
     drop(d);
@@ -177,6 +184,9 @@ fn an_arena_of_another_layout_version_is_moved_aside_and_the_snapshot_restores_i
         c.get(b"k").unwrap().as_deref(),
         Some(&b"survives the upgrade"[..])
     );
+    let mut v = Vec::new();
+    let m = c.get_meta_into(b"f", &mut v).unwrap().expect("restored");
+    assert_eq!((v.as_slice(), m.flags), (&b"flagged"[..], 0xdead_beef));
     // Past its TTL, the restored item is still served stale: its grace came through.
     std::thread::sleep(Duration::from_millis(3500).saturating_sub(graced.elapsed()));
     assert_eq!(c.get(b"g").unwrap(), None);

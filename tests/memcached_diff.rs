@@ -9,7 +9,6 @@
 //! - `version` answers larder's version, not memcached's;
 //! - CAS tokens are larder's (compared by shape: a number where memcached has one), and a
 //!   token changes on `touch`/`gat` and when eviction copies an item forward;
-//! - client flags other than 0 are refused (`SERVER_ERROR ...`) until items carry them;
 //! - `stats` reports larder's figures (not compared here; tests/listen.rs checks its keys);
 //! - after a `decr` that shortens a number, memcached may keep the old length and pad the
 //!   digits with spaces (protocol.txt allows it); larder stores the digits exactly, so the
@@ -174,6 +173,15 @@ fn larderd_answers_every_case_as_memcached_does() {
         b"set k 0 0\r\n",
         b"set q 0 0 1 noreply\r\n1\r\nset r 0 -1 1\r\n2\r\nget q r\r\n",
         b"set w 0 4000000000 1\r\n5\r\nget w\r\n",
+        // Client flags: kept with the item, through append/prepend/touch/gat and cas.
+        b"set f 5 0 1\r\nx\r\nget f\r\n",
+        b"set fmax 4294967295 0 1\r\ny\r\nget fmax f\r\n",
+        b"set f2 4294967296 0 1\r\nx\r\n",
+        b"set f3 -1 0 1\r\nx\r\n",
+        b"append f 9 0 2\r\nyz\r\nprepend f 8 0 1\r\nw\r\nget f\r\n",
+        b"touch f 100\r\ngat 200 f\r\n",
+        b"add f 7 0 1\r\nq\r\nreplace f 3 0 1\r\nr\r\nget f\r\n",
+        b"set f 0 0 1\r\ns\r\nget f\r\n",
         b"set p 0 1700000000 1\r\n5\r\nget p\r\n",
         long_key.as_bytes(),
         long_set.as_bytes(),

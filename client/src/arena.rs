@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::mapping::{HugePages, Mapping};
 use crate::protocol::layout::{
-    item_size, Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, H_PARAMS_CRC, ITEM_HEADER_SIZE,
-    KEY_LEN_LIMIT, LAYOUT_VERSION, MAGIC, MAX_SEG_SHIFT, MAX_TAGS, MIN_SEG_SHIFT, PARAMS_LEN,
-    VALUE_LEN_LIMIT,
+    self as layout, item_size, Geometry, Params, HASH_ALGO_XXH3, HEADER_SIZE, H_PARAMS_CRC,
+    ITEM_HEADER_SIZE, KEY_LEN_LIMIT, LAYOUT_VERSION, MAGIC, MAX_SEG_SHIFT, MIN_SEG_SHIFT,
+    PARAMS_LEN, VALUE_LEN_LIMIT,
 };
 use crate::OpenError;
 
@@ -99,8 +99,8 @@ impl Config {
     }
 
     /// The value limit and segment size this configuration gives, checked: the largest
-    /// item — header, key, value *and* every extension word a write may add (the meta word
-    /// and `MAX_TAGS` tags: `get_or_load` always adds the meta word) — must fit a segment
+    /// item — header, key, value *and* every extension word a write may add (the meta word,
+    /// `MAX_TAGS` tags and client flags: `get_or_load` always adds the meta word) — must fit a segment
     /// (design.md §2.5, §2.6). Counting without them let a maximum-size `get_or_load`
     /// write past its segment's end, over the next segment's first items.
     fn limits(&self) -> Result<(u32, u64), OpenError> {
@@ -131,7 +131,7 @@ impl Config {
         }
         if largest > seg {
             return Err(Self::invalid(format!(
-                "the largest item ({largest} bytes: max key {}, max value {max_value} and up to {} bytes of stale grace, tags and load time) does not fit a {seg}-byte segment; lower max value to at most {} or raise the segment size",
+                "the largest item ({largest} bytes: max key {}, max value {max_value} and up to {} bytes of stale grace, tags, load time and client flags) does not fit a {seg}-byte segment; lower max value to at most {} or raise the segment size",
                 self.max_key,
                 MAX_EXT_WORDS * 8,
                 fits(seg)
@@ -316,9 +316,9 @@ fn random_seed() -> u64 {
 /// of bits to spare; a header saying more is damaged.
 const MAX_EPOCH: u64 = 1 << 36;
 
-/// Extension words a write may put between an item's header and its key: the meta word
-/// and up to `MAX_TAGS` tags (design.md §2.6).
-const MAX_EXT_WORDS: u64 = 1 + MAX_TAGS as u64;
+/// Extension words a write may put between an item's header and its key: the meta word,
+/// up to `MAX_TAGS` tags and the client flags word (design.md §2.6).
+const MAX_EXT_WORDS: u64 = layout::MAX_EXT_WORDS as u64;
 
 /// Opens `path` read-write and validates everything about it that can be checked before
 /// mapping: a regular file, long enough, our magic, version, checksum, size and geometry.

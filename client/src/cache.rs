@@ -22,6 +22,17 @@ use crate::{Error, OpenError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CasToken(pub u64);
 
+/// What a read found beside the value ([`Cache::get_meta_into`], [`Cache::get_multi_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ItemMeta {
+    /// Client flags stored with [`crate::SetOptions::flags`] (or by a memcached client through
+    /// the listener); 0 for items stored without them.
+    pub flags: u32,
+    /// The token [`Cache::cas`] takes to store over exactly this version.
+    pub cas: CasToken,
+}
+
 /// What [`Cache::cas`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CasOutcome {
@@ -199,11 +210,39 @@ impl Cache {
         let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
         let mut values = vec![None; keys.len()];
         self.inner.eng.get_batch(who, &keys, |i, out, hit| {
-            if hit {
+            if hit.is_some() {
                 values[i] = Some(out.clone());
             }
         })?;
         Ok(values)
+    }
+
+    /// As [`Cache::get_multi`], without a vector per value: `each(index, value, meta)` is
+    /// called, in order, for every key found. The memcached listener writes its replies from
+    /// here.
+    pub fn get_multi_with<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        mut each: impl FnMut(usize, &[u8], ItemMeta),
+    ) -> Result<(), Error> {
+        let who = self.inner.who()?;
+        let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+        self.inner.eng.get_batch(who, &keys, |i, out, hit| {
+            if let Some((info, token)) = hit {
+                each(i, out, meta(&info, token));
+            }
+        })
+    }
+
+    /// As [`Cache::get_into`], and on a hit the item's client flags and CAS token.
+    pub fn get_meta_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<ItemMeta>, Error> {
+        out.clear();
+        let who = self.inner.who()?;
+        Ok(self
+            .inner
+            .eng
+            .get(who, key, out)?
+            .map(|(info, token)| meta(&info, token)))
     }
 
     /// The value of `key` with a token for [`Cache::cas`].
@@ -341,13 +380,15 @@ impl Cache {
         self.keys().filter_map(move |key| {
             let who = self.inner.who().ok()?;
             let mut value = Vec::new();
-            let (ttl, grace, tagged) = self.inner.eng.peek(who, &key, &mut value)?;
-            let grace = (ttl.is_some() && grace > 0).then(|| Duration::from_secs(grace.into()));
-            (!tagged).then_some(Entry {
+            let (ttl, info) = self.inner.eng.peek(who, &key, &mut value)?;
+            let grace =
+                (ttl.is_some() && info.grace > 0).then(|| Duration::from_secs(info.grace.into()));
+            (!info.tagged).then_some(Entry {
                 key,
                 value,
                 ttl,
                 grace,
+                flags: info.flags,
             })
         })
     }
@@ -364,6 +405,13 @@ impl Cache {
     }
 }
 
+fn meta(info: &crate::protocol::item::ItemInfo, token: u64) -> ItemMeta {
+    ItemMeta {
+        flags: info.flags,
+        cas: CasToken(token),
+    }
+}
+
 /// One live item, as streamed by [`Cache::entries`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -373,13 +421,15 @@ pub struct Entry {
     pub ttl: Option<Duration>,
     /// How long after `ttl` the value may still be served stale (`SetOptions::stale_grace`).
     pub grace: Option<Duration>,
+    /// Client flags (`SetOptions::flags`); 0 for most items.
+    pub flags: u32,
 }
 
 impl Entry {
-    /// The options that store this entry again as it was: its TTL and stale grace (for
-    /// copies, dumps and restores).
+    /// The options that store this entry again as it was: its TTL, stale grace and client
+    /// flags (for copies, dumps and restores).
     pub fn options(&self) -> crate::SetOptions {
-        let o = crate::SetOptions::new();
+        let o = crate::SetOptions::new().flags(self.flags);
         let o = match self.ttl {
             Some(t) => o.ttl(t),
             None => o,

@@ -62,7 +62,7 @@ pub use protocol::layout;
 #[cfg(not(larder_loom))]
 pub use arena::{default_arena_path, Config};
 #[cfg(not(larder_loom))]
-pub use cache::{Cache, CasOutcome, CasToken, Entry, Keys};
+pub use cache::{Cache, CasOutcome, CasToken, Entry, ItemMeta, Keys};
 pub use error::{Error, OpenError};
 #[cfg(not(larder_loom))]
 #[doc(hidden)]

@@ -231,7 +231,7 @@ fn the_largest_item_with_every_extension_word_fits_a_segment() {
             .max_value_len((64 << 10) - 258),
     );
     match r {
-        Err(OpenError::InvalidConfig { reason }) => assert!(reason.contains("65206"), "{reason}"),
+        Err(OpenError::InvalidConfig { reason }) => assert!(reason.contains("65198"), "{reason}"),
         other => panic!("{:?}", other.map(|_| ())),
     }
     // Without a value limit, an explicit segment size lowers the default one to what fits.
@@ -241,14 +241,16 @@ fn the_largest_item_with_every_extension_word_fits_a_segment() {
     )
     .unwrap();
     let (max_key, max_value) = c.limits();
-    assert_eq!((max_key, max_value), (250, (64 << 10) - 8 - 72 - 250));
+    assert_eq!((max_key, max_value), (250, (64 << 10) - 8 - 80 - 250));
     // A value of the limit with every extension word is stored and reads back, through
-    // get_or_load (which always adds its load time) and with eight tags, and the items
-    // around it are intact.
+    // get_or_load (which always adds its load time) and with eight tags and client flags,
+    // and the items around it are intact.
     let key = vec![b'k'; 250];
     let value = vec![9u8; max_value as usize];
     c.set(b"before", b"x", None).unwrap();
-    let opts = LoadOptions::new().store(all(SetOptions::new().stale_grace(Duration::from_secs(5))));
+    let opts = LoadOptions::new().store(all(SetOptions::new()
+        .stale_grace(Duration::from_secs(5))
+        .flags(7)));
     let v = c
         .get_or_load(&key, &opts, || Ok::<_, std::io::Error>(value.clone()))
         .unwrap();
@@ -256,12 +258,19 @@ fn the_largest_item_with_every_extension_word_fits_a_segment() {
     assert_eq!(c.get(&key).unwrap().as_deref(), Some(&value[..]));
     for i in 0..20u32 {
         let k = format!("big{i}");
-        c.set_with(k.as_bytes(), &value, &all(SetOptions::new()))
-            .unwrap();
+        c.set_with(
+            k.as_bytes(),
+            &value,
+            &all(SetOptions::new().flags(u32::MAX)),
+        )
+        .unwrap();
         c.set(format!("small{i}").as_bytes(), b"s", None).unwrap();
     }
     assert_eq!(c.get(b"small19").unwrap().as_deref(), Some(&b"s"[..]));
     assert_eq!(c.get(b"big19").unwrap().as_deref(), Some(&value[..]));
+    let mut got = Vec::new();
+    let meta = c.get_meta_into(b"big19", &mut got).unwrap().unwrap();
+    assert_eq!((got == value, meta.flags), (true, u32::MAX));
     assert_eq!(c.stats().totals.corrupt, 0);
     assert!(matches!(
         c.set(&key, &vec![0; max_value as usize + 1], None),
@@ -385,7 +394,7 @@ fn bad_arena_files_are_refused_before_mapping() {
         Cache::open(&p),
         Err(OpenError::LayoutVersion {
             found: 1,
-            expected: 2,
+            expected: 3,
             ..
         })
     ));

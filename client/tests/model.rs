@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{small, TempDir};
-use larder::{Cache, CasOutcome, CasToken, Error};
+use larder::{Cache, CasOutcome, CasToken, Error, SetOptions};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Set(u8, Val, Option<u8>),
-    Add(u8, Val, Option<u8>),
-    Replace(u8, Val, Option<u8>),
+    /// Key, value, TTL, client flags (0: stored with the plain call, no options).
+    Set(u8, Val, Option<u8>, u32),
+    Add(u8, Val, Option<u8>, u32),
+    Replace(u8, Val, Option<u8>, u32),
     Delete(u8),
     Get(u8),
     GetMulti(Vec<u8>),
@@ -56,10 +57,11 @@ fn val() -> impl Strategy<Value = Val> {
 fn op() -> impl Strategy<Value = Op> {
     let k = 0u8..12;
     let ttl = proptest::option::of(1u8..20);
+    let flags = prop_oneof![3 => Just(0u32), 1 => any::<u32>()];
     prop_oneof![
-        4 => (k.clone(), val(), ttl.clone()).prop_map(|(k, v, t)| Op::Set(k, v, t)),
-        2 => (k.clone(), val(), ttl.clone()).prop_map(|(k, v, t)| Op::Add(k, v, t)),
-        2 => (k.clone(), val(), ttl.clone()).prop_map(|(k, v, t)| Op::Replace(k, v, t)),
+        4 => (k.clone(), val(), ttl.clone(), flags.clone()).prop_map(|(k, v, t, f)| Op::Set(k, v, t, f)),
+        2 => (k.clone(), val(), ttl.clone(), flags.clone()).prop_map(|(k, v, t, f)| Op::Add(k, v, t, f)),
+        2 => (k.clone(), val(), ttl.clone(), flags).prop_map(|(k, v, t, f)| Op::Replace(k, v, t, f)),
         2 => k.clone().prop_map(Op::Delete),
         4 => k.clone().prop_map(Op::Get),
         1 => proptest::collection::vec(k.clone(), 0..40).prop_map(Op::GetMulti),
@@ -76,21 +78,22 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Default)]
 struct Model {
     now: u64,
-    items: HashMap<u8, (Vec<u8>, Option<u64>, u64)>,
+    /// value, expiry, version, client flags
+    items: HashMap<u8, (Vec<u8>, Option<u64>, u64, u32)>,
     version: u64,
     tokens: HashMap<u8, (CasToken, u64)>,
 }
 
 impl Model {
-    fn live(&self, k: u8) -> Option<&(Vec<u8>, Option<u64>, u64)> {
+    fn live(&self, k: u8) -> Option<&(Vec<u8>, Option<u64>, u64, u32)> {
         self.items
             .get(&k)
-            .filter(|(_, exp, _)| exp.is_none_or(|e| self.now < e))
+            .filter(|(_, exp, _, _)| exp.is_none_or(|e| self.now < e))
     }
-    fn put(&mut self, k: u8, v: Vec<u8>, ttl: Option<u8>) {
+    fn put(&mut self, k: u8, v: Vec<u8>, ttl: Option<u8>, flags: u32) {
         self.version += 1;
         let exp = ttl.map(|t| self.now + u64::from(t));
-        self.items.insert(k, (v, exp, self.version));
+        self.items.insert(k, (v, exp, self.version, flags));
     }
 }
 
@@ -100,6 +103,14 @@ fn key(k: u8) -> Vec<u8> {
 
 fn ttl(t: Option<u8>) -> Option<Duration> {
     t.map(|t| Duration::from_secs(u64::from(t)))
+}
+
+fn opts(t: Option<u8>, flags: u32) -> SetOptions {
+    let o = SetOptions::new().flags(flags);
+    match ttl(t) {
+        Some(d) => o.ttl(d),
+        None => o,
+    }
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -114,22 +125,36 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     };
     for op in ops {
         match op {
-            Op::Set(k, v, t) => {
-                c.set(&key(k), &v.bytes(), ttl(t)).unwrap();
-                m.put(k, v.bytes(), t);
+            Op::Set(k, v, t, f) => {
+                if f == 0 {
+                    c.set(&key(k), &v.bytes(), ttl(t)).unwrap();
+                } else {
+                    c.set_with(&key(k), &v.bytes(), &opts(t, f)).unwrap();
+                }
+                m.put(k, v.bytes(), t, f);
             }
-            Op::Add(k, v, t) => {
+            Op::Add(k, v, t, f) => {
                 let want = m.live(k).is_none();
-                prop_assert_eq!(c.add(&key(k), &v.bytes(), ttl(t)).unwrap(), want);
+                let got = if f == 0 {
+                    c.add(&key(k), &v.bytes(), ttl(t))
+                } else {
+                    c.add_with(&key(k), &v.bytes(), &opts(t, f))
+                };
+                prop_assert_eq!(got.unwrap(), want);
                 if want {
-                    m.put(k, v.bytes(), t);
+                    m.put(k, v.bytes(), t, f);
                 }
             }
-            Op::Replace(k, v, t) => {
+            Op::Replace(k, v, t, f) => {
                 let want = m.live(k).is_some();
-                prop_assert_eq!(c.replace(&key(k), &v.bytes(), ttl(t)).unwrap(), want);
+                let got = if f == 0 {
+                    c.replace(&key(k), &v.bytes(), ttl(t))
+                } else {
+                    c.replace_with(&key(k), &v.bytes(), &opts(t, f))
+                };
+                prop_assert_eq!(got.unwrap(), want);
                 if want {
-                    m.put(k, v.bytes(), t);
+                    m.put(k, v.bytes(), t, f);
                 }
             }
             Op::Delete(k) => {
@@ -139,12 +164,27 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Get(k) => {
                 prop_assert_eq!(c.get(&key(k)).unwrap(), m.live(k).map(|x| x.0.clone()));
+                let mut v = Vec::new();
+                let got = c.get_meta_into(&key(k), &mut v).unwrap();
+                prop_assert_eq!(
+                    got.map(|g| (v, g.flags)),
+                    m.live(k).map(|x| (x.0.clone(), x.3))
+                );
             }
             Op::GetMulti(ks) => {
                 let keys: Vec<Vec<u8>> = ks.iter().map(|&k| key(k)).collect();
                 let want: Vec<Option<Vec<u8>>> =
                     ks.iter().map(|&k| m.live(k).map(|x| x.0.clone())).collect();
                 prop_assert_eq!(c.get_multi(&keys).unwrap(), want);
+                let mut got = Vec::new();
+                c.get_multi_with(&keys, |i, v, meta| got.push((i, v.to_vec(), meta.flags)))
+                    .unwrap();
+                let want: Vec<(usize, Vec<u8>, u32)> = ks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &k)| m.live(k).map(|x| (i, x.0.clone(), x.3)))
+                    .collect();
+                prop_assert_eq!(got, want);
             }
             Op::Incr(k, d) | Op::Decr(k, d) => {
                 let decr = matches!(op, Op::Decr(..));
@@ -155,7 +195,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 match m.live(k).cloned() {
                     None => prop_assert!(matches!(got, Ok(None)), "{:?}", got),
-                    Some((v, exp, _)) => match std::str::from_utf8(&v)
+                    Some((v, exp, _, flags)) => match std::str::from_utf8(&v)
                         .ok()
                         .filter(|s| {
                             !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
@@ -172,7 +212,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             prop_assert_eq!(got.unwrap(), Some(n));
                             m.version += 1;
                             let ver = m.version;
-                            m.items.insert(k, (n.to_string().into_bytes(), exp, ver));
+                            m.items
+                                .insert(k, (n.to_string().into_bytes(), exp, ver, flags));
                         }
                     },
                 }
@@ -181,14 +222,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let want = m.live(k).is_some();
                 prop_assert_eq!(c.touch(&key(k), ttl(t)).unwrap(), want);
                 if want {
-                    let v = m.items[&k].0.clone();
-                    m.put(k, v, t);
+                    let (v, _, _, flags) = m.items[&k].clone();
+                    m.put(k, v, t, flags);
                 }
             }
             Op::Ttl(k) => {
                 let want = m
                     .live(k)
-                    .map(|(_, e, _)| e.map(|e| Duration::from_secs(e - m.now)));
+                    .map(|(_, e, _, _)| e.map(|e| Duration::from_secs(e - m.now)));
                 prop_assert_eq!(c.ttl(&key(k)).unwrap(), want);
             }
             Op::Gets(k) => {
@@ -197,7 +238,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     got.as_ref().map(|g| g.0.clone()),
                     m.live(k).map(|x| x.0.clone())
                 );
-                if let (Some((_, t)), Some((_, _, ver))) = (got, m.live(k)) {
+                if let (Some((_, t)), Some((_, _, ver, _))) = (got, m.live(k)) {
                     m.tokens.insert(k, (t, *ver));
                 }
             }
@@ -207,12 +248,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let want = match m.live(k) {
                     None => CasOutcome::NotFound,
-                    Some((_, _, cur)) if *cur == ver => CasOutcome::Stored,
+                    Some((_, _, cur, _)) if *cur == ver => CasOutcome::Stored,
                     Some(_) => CasOutcome::Exists,
                 };
                 prop_assert_eq!(c.cas(&key(k), &v.bytes(), t, None).unwrap(), want);
                 if want == CasOutcome::Stored {
-                    m.put(k, v.bytes(), None);
+                    m.put(k, v.bytes(), None, 0);
                 }
             }
             Op::Advance(s) => {

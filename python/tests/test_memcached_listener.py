@@ -99,7 +99,31 @@ def test_errors_as_pymemcache_reports_them(served):
     mc.set("text", b"abc")
     with pytest.raises(MemcacheClientError, match="non-numeric"):
         mc.incr("text", 1)
-    with pytest.raises(MemcacheServerError, match="flags"):
-        mc.set("flagged", b"v", flags=7, noreply=False)
     # The connection keeps working after every error.
     assert mc.set("after", b"ok", noreply=False) is True and mc.get("after") == b"ok"
+
+
+def test_pymemcache_serde_types_come_back_through_client_flags(served, tmp_path):
+    """pymemcache's pickle serde records each value's type in the client flags: an int, a str
+    and a dict come back as themselves, while the linked library sees the stored bytes."""
+    from pymemcache import serde
+    mc, cache = served
+    typed = Client(mc.server, serde=serde.pickle_serde)
+    typed.set("n", 42)
+    typed.set("s", "héllo")
+    typed.set("d", {"a": [1, 2]})
+    assert typed.get("n") == 42
+    assert typed.get("s") == "héllo"
+    assert typed.get("d") == {"a": [1, 2]}
+    assert typed.get_many(["n", "s", "d"]) == {"n": 42, "s": "héllo", "d": {"a": [1, 2]}}
+    # The bytes pymemcache wrote, unchanged for a linked reader; its flags are not in them.
+    assert cache.get("n") == b"42"
+    assert cache.get("s") == "héllo".encode()
+    # gets/cas and append keep the flags.
+    value, token = typed.gets("n")
+    assert value == 42 and typed.cas("n", 43, token) is True and typed.get("n") == 43
+    typed.append("s", "!")
+    assert typed.get("s") == "héllo!"
+    # An item set through the library has flags 0: plain bytes to pymemcache.
+    cache.set("linked", b"raw")
+    assert typed.get("linked") == b"raw"

@@ -1,9 +1,10 @@
 //! Running a parsed request against the arena and writing memcached's reply.
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use larder::{Cache, CasOutcome, CasToken, Error};
+use larder::{Cache, CasOutcome, CasToken, Error, ItemMeta, SetOptions};
 
 use super::text::{Request, Store, RELATIVE_MAX};
 use crate::units::unix_now;
@@ -68,13 +69,16 @@ fn line(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn value(out: &mut Vec<u8>, key: &[u8], v: &[u8], cas: Option<u64>) {
+/// `VALUE <key> <flags> <bytes> [<cas>]`, the data block and its end.
+fn value(out: &mut Vec<u8>, key: &[u8], v: &[u8], meta: ItemMeta, with_cas: bool) {
     out.extend_from_slice(b"VALUE ");
     out.extend_from_slice(key);
-    match cas {
-        Some(t) => out.extend_from_slice(format!(" 0 {} {t}\r\n", v.len()).as_bytes()),
-        None => out.extend_from_slice(format!(" 0 {}\r\n", v.len()).as_bytes()),
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, " {} {}", meta.flags, v.len());
+    if with_cas {
+        let _ = write!(out, " {}", meta.cas.0);
     }
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(v);
     out.extend_from_slice(b"\r\n");
 }
@@ -137,19 +141,7 @@ fn run(
     match *req {
         Request::Get { ref keys, cas } => {
             stats.cmd_get.fetch_add(keys.len() as u64, Relaxed);
-            if cas {
-                for k in keys {
-                    if let Some((v, t)) = cache.gets(k)? {
-                        value(out, k, &v, Some(t.0));
-                    }
-                }
-            } else {
-                for (k, v) in keys.iter().zip(cache.get_multi(keys)?) {
-                    if let Some(v) = v {
-                        value(out, k, &v, None);
-                    }
-                }
-            }
+            cache.get_multi_with(keys, |i, v, meta| value(out, keys[i], v, meta, cas))?;
             line(out, "END");
         }
         Request::Gat {
@@ -159,16 +151,17 @@ fn run(
         } => {
             stats.cmd_touch.fetch_add(keys.len() as u64, Relaxed);
             let t = ttl(exptime, now);
+            let mut v = Vec::new();
             for k in keys {
                 let live = match t {
-                    Ttl::Expired => cache.gets(k)?.inspect(|_| {
+                    Ttl::Expired => cache.get_meta_into(k, &mut v)?.inspect(|_| {
                         let _ = cache.delete(k);
                     }),
-                    _ if cache.touch(k, t.live())? => cache.gets(k)?,
+                    _ if cache.touch(k, t.live())? => cache.get_meta_into(k, &mut v)?,
                     _ => None,
                 };
-                if let Some((v, tok)) = live {
-                    value(out, k, &v, cas.then_some(tok.0));
+                if let Some(meta) = live {
+                    value(out, k, &v, meta, cas);
                 }
             }
             line(out, "END");
@@ -183,16 +176,7 @@ fn run(
             ..
         } => {
             stats.cmd_set.fetch_add(1, Relaxed);
-            if flags != 0 {
-                // Items cannot carry client flags yet; storing the value without them would
-                // hand it back to a client that decodes by flags as another type.
-                line(
-                    out,
-                    "SERVER_ERROR client flags other than 0 are not supported by this larderd",
-                );
-                return Ok((noreply, Flow::Continue));
-            }
-            let reply = store(cache, cmd, key, data, ttl(exptime, now), cas)?;
+            let reply = store(cache, cmd, key, data, flags, ttl(exptime, now), cas)?;
             line(out, reply);
             return Ok((noreply, Flow::Continue));
         }
@@ -287,12 +271,20 @@ fn store(
     cmd: Store,
     key: &[u8],
     data: &[u8],
+    flags: u32,
     t: Ttl,
     token: u64,
 ) -> Result<&'static str, Error> {
     const STORED: &str = "STORED";
     const NOT_STORED: &str = "NOT_STORED";
     let live = |k: &[u8]| cache.get_into_slice(k, &mut []).map(|v| v.is_some());
+    let opts = {
+        let o = SetOptions::new().flags(flags);
+        match t.live() {
+            Some(d) => o.ttl(d),
+            None => o,
+        }
+    };
     Ok(match (cmd, t) {
         // Stored and expired at once: what is left is the absence of the key.
         (Store::Set, Ttl::Expired) => {
@@ -313,19 +305,19 @@ fn store(
                 NOT_STORED
             }
         }
-        (Store::Set, t) => {
-            cache.set(key, data, t.live())?;
+        (Store::Set, _) => {
+            cache.set_with(key, data, &opts)?;
             STORED
         }
-        (Store::Add, t) => {
-            if cache.add(key, data, t.live())? {
+        (Store::Add, _) => {
+            if cache.add_with(key, data, &opts)? {
                 STORED
             } else {
                 NOT_STORED
             }
         }
-        (Store::Replace, t) => {
-            if cache.replace(key, data, t.live())? {
+        (Store::Replace, _) => {
+            if cache.replace_with(key, data, &opts)? {
                 STORED
             } else {
                 NOT_STORED
@@ -339,24 +331,30 @@ fn store(
                 STORED
             }
         },
-        (Store::Cas, t) => match cache.cas(key, data, CasToken(token), t.live())? {
+        (Store::Cas, _) => match cache.cas_with(key, data, CasToken(token), &opts)? {
             CasOutcome::Stored => STORED,
             CasOutcome::Exists => "EXISTS",
             CasOutcome::NotFound => "NOT_FOUND",
         },
-        // append/prepend keep the item's TTL and ignore the request's, as memcached does:
-        // read, join, and store only over the same item (a CAS), again if it changed.
+        // append/prepend keep the item's TTL and flags and ignore the request's, as
+        // memcached does: read, join, and store only over the same item (a CAS), again if
+        // it changed.
         (Store::Append | Store::Prepend, _) => loop {
-            let Some((old, tok)) = cache.gets(key)? else {
+            let mut old = Vec::new();
+            let Some(meta) = cache.get_meta_into(key, &mut old)? else {
                 break NOT_STORED;
             };
-            let left = cache.ttl(key)?.flatten();
+            let kept = SetOptions::new().flags(meta.flags);
+            let kept = match cache.ttl(key)?.flatten() {
+                Some(left) => kept.ttl(left),
+                None => kept,
+            };
             let joined = if cmd == Store::Append {
                 [&old[..], data].concat()
             } else {
                 [data, &old[..]].concat()
             };
-            match cache.cas(key, &joined, tok, left)? {
+            match cache.cas_with(key, &joined, meta.cas, &kept)? {
                 CasOutcome::Stored => break STORED,
                 CasOutcome::NotFound => break NOT_STORED,
                 CasOutcome::Exists => continue,
@@ -392,7 +390,10 @@ fn general_stats(cache: &Cache, ls: &ListenerStats, started: u64, now: u64, out:
         ("limit_maxbytes", s.capacity.to_string()),
         ("curr_items", s.items.to_string()),
         ("bytes", s.bytes_used.to_string()),
-        ("evictions", (t.evictions + t.index_evictions).to_string()),
+        (
+            "evictions",
+            t.evictions.wrapping_add(t.index_evictions).to_string(),
+        ),
         ("protocol_errors", g(&ls.protocol_errors)),
     ] {
         line(out, &format!("STAT {k} {v}"));

@@ -8,8 +8,8 @@
 //! changes. There is no authentication (memcached's text protocol has none): listen on
 //! loopback or a Unix socket whose mode and group say who may connect.
 //!
-//! Not yet: client flags other than 0 (refused with a SERVER_ERROR until items can carry
-//! them), the meta protocol.
+//! Client flags are kept with the item (design.md §2.6); items stored through the library
+//! read back with flags 0. Not yet: the meta protocol.
 
 pub mod conn;
 pub mod exec;

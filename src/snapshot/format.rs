@@ -9,7 +9,7 @@ use std::path::Path;
 use larder::Entry;
 
 pub const MAGIC: [u8; 8] = *b"LRDRSNAP";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 pub(super) const HEADER_LEN: usize = 40;
 pub(super) const FRAME_HEAD: usize = 8;
 pub(super) const TAG_ITEM: u8 = 1;
@@ -79,6 +79,7 @@ pub(super) fn encode(
                 .grace
                 .map_or(0, |g| u32::try_from(g.as_secs()).unwrap_or(u32::MAX));
             p.extend_from_slice(&grace.to_le_bytes());
+            p.extend_from_slice(&e.flags.to_le_bytes());
         });
         items += 1;
         if buf.len() >= CHUNK {
@@ -94,9 +95,21 @@ pub(super) fn encode(
     Ok(items)
 }
 
-/// Called with (key, value, absolute expiry) for each item read.
-/// `(key, value, expires, grace)` of one item.
-pub(super) type Visit<'a> = dyn FnMut(&[u8], &[u8], u64, u32) + 'a;
+/// One item as read from a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Item<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    /// Absolute unix seconds; 0 never expires.
+    pub expires: u64,
+    /// Seconds of stale grace after `expires` (0 before version 2).
+    pub grace: u32,
+    /// Client flags (0 before version 3).
+    pub flags: u32,
+}
+
+/// Called for each item read.
+pub(super) type Visit<'a> = dyn FnMut(Item<'_>) + 'a;
 
 /// Why a snapshot could not be read.
 #[derive(Debug)]
@@ -116,8 +129,8 @@ impl std::fmt::Display for ReadError {
     }
 }
 
-/// Reads and checks a whole snapshot of `len` bytes, calling `visit(key, value, expires,
-/// grace)` for each item. Returns (created, items).
+/// Reads and checks a whole snapshot of `len` bytes, calling `visit` for each item. Returns
+/// (created, items).
 pub(super) fn decode(
     mut r: impl Read,
     len: u64,
@@ -150,8 +163,12 @@ pub(super) fn decode(
             "snapshot format version {version}; this build reads versions 1 to {VERSION}"
         )));
     }
-    // Bytes after the value: expires, then (from version 2) grace.
-    let tail = if version >= 2 { 12 } else { 8 };
+    // Bytes after the value: expires, then (from version 2) grace, then (from 3) flags.
+    let tail = match version {
+        1 => 8,
+        2 => 12,
+        _ => 16,
+    };
     if u32_at(&h, 36) != crc32c::crc32c(&h[..36]) {
         return Err(corrupt("header checksum mismatch".into()));
     }
@@ -197,8 +214,13 @@ pub(super) fn decode(
                     return Err(bad("value length"));
                 }
                 let (value, p) = p.split_at(vlen);
-                let grace = if tail == 12 { u32_at(p, 8) } else { 0 };
-                visit(key, value, u64_at(p, 0), grace);
+                visit(Item {
+                    key,
+                    value,
+                    expires: u64_at(p, 0),
+                    grace: if tail >= 12 { u32_at(p, 8) } else { 0 },
+                    flags: if tail >= 16 { u32_at(p, 12) } else { 0 },
+                });
                 items += 1;
             }
             Some(&TAG_END) => {

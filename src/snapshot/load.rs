@@ -32,16 +32,16 @@ pub fn load(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<LoadReport, ReadError> {
     let t0 = Instant::now();
-    let (_, total) = open_and_decode(path, &mut |_, _, _, _| {})?;
+    let (_, total) = open_and_decode(path, &mut |_| {})?;
     let mut rep = LoadReport {
         items: total,
         ..LoadReport::default()
     };
     let mut tick = Instant::now();
     let mut first_refusal = true;
-    let (created, _) = open_and_decode(path, &mut |key, value, expires, grace| {
+    let (created, _) = open_and_decode(path, &mut |item| {
         let now = unix_now();
-        let ttl = match expires {
+        let ttl = match item.expires {
             0 => None,
             e if e <= now => {
                 rep.expired += 1;
@@ -49,16 +49,21 @@ pub fn load(
             }
             e => Some(Duration::from_secs(e - now)),
         };
-        let stored = match ttl {
-            Some(t) if grace > 0 => cache.set_with(
-                key,
-                value,
-                &larder::SetOptions::new()
-                    .ttl(t)
-                    .stale_grace(Duration::from_secs(grace.into())),
-            ),
-            _ => cache.set(key, value, ttl),
-        };
+        let stored = cache.set_with(
+            item.key,
+            item.value,
+            &larder::Entry {
+                key: Vec::new(),
+                value: Vec::new(),
+                ttl,
+                // Grace runs from the TTL's end: none without a TTL.
+                grace: ttl
+                    .filter(|_| item.grace > 0)
+                    .map(|_| Duration::from_secs(item.grace.into())),
+                flags: item.flags,
+            }
+            .options(),
+        );
         match stored {
             Ok(()) => rep.loaded += 1,
             Err(e) => {

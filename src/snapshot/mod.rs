@@ -1,6 +1,6 @@
 //! Snapshots: the live items of an arena saved to a file, and loaded into a new arena.
 //!
-//! # Format (version 2, all integers little-endian)
+//! # Format (version 3, all integers little-endian)
 //!
 //! ```text
 //! header (40 B)  magic "LRDRSNAP" | version u32 | reserved u32 (0) | created u64 (unix s)
@@ -9,10 +9,12 @@
 //!   item payload   tag u8 = 1 | key_len u16 | key | value_len u32 | value
 //!                  | expires u64 (absolute unix seconds, 0 = never)
 //!                  | grace u32 (seconds the value may be served stale after `expires`)
+//!                  | flags u32 (client flags; 0 for most items)
 //!   end payload    tag u8 = 2 | items u64
 //! ```
 //!
-//! Version 1 is the same without `grace`; it is still read (items load without grace).
+//! Version 2 is the same without `flags`, version 1 also without `grace`; both are still
+//! read (their items load with flags 0 and no grace).
 //!
 //! The end frame is the last bytes of the file; its count, the header's count and the
 //! number of item frames must agree, so a truncated file is always detected, and every

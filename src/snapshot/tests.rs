@@ -17,6 +17,7 @@ fn sample() -> Vec<Entry> {
                 _ => Some(Duration::from_secs(u64::from(i))),
             },
             grace: (i % 3 == 1).then(|| Duration::from_secs(u64::from(i))),
+            flags: if i % 5 == 0 { i * 0x0101_0101 } else { 0 },
         })
         .collect()
 }
@@ -32,27 +33,62 @@ fn encoded(entries: Vec<Entry>, created: u64) -> Vec<u8> {
     out
 }
 
-type Items = Vec<(Vec<u8>, Vec<u8>, u64, u32)>;
+type Items = Vec<(Vec<u8>, Vec<u8>, u64, u32, u32)>;
 
 fn decoded(b: &[u8]) -> Result<Items, ReadError> {
     let mut v = Vec::new();
-    decode(b, b.len() as u64, &mut |k, val, e, g| {
-        v.push((k.to_vec(), val.to_vec(), e, g))
+    decode(b, b.len() as u64, &mut |i| {
+        v.push((
+            i.key.to_vec(),
+            i.value.to_vec(),
+            i.expires,
+            i.grace,
+            i.flags,
+        ))
     })?;
     Ok(v)
 }
 
 #[test]
-fn round_trip_keeps_items_absolute_expiry_and_grace() {
+fn round_trip_keeps_items_absolute_expiry_grace_and_flags() {
     let b = encoded(sample(), 1_000_000);
     let got = decoded(&b).unwrap();
     assert_eq!(got.len(), 300);
-    for (e, (k, v, exp, grace)) in sample().iter().zip(&got) {
+    for (e, (k, v, exp, grace, flags)) in sample().iter().zip(&got) {
         assert_eq!(&e.key, k);
         assert_eq!(&e.value, v);
         assert_eq!(*exp, e.ttl.map_or(0, |t| 1_000_000 + t.as_secs()));
         assert_eq!(u64::from(*grace), e.grace.map_or(0, |g| g.as_secs()));
+        assert_eq!(*flags, e.flags);
     }
+    assert!(got.iter().any(|i| i.4 != 0), "the sample has flagged items");
+}
+
+#[test]
+fn a_version_2_snapshot_still_reads_with_flags_0() {
+    // Version 2: the frames of version 3 without the trailing flags word.
+    let mut b = header_of(2, 42, 1).to_vec();
+    frame(&mut b, |p| {
+        p.push(TAG_ITEM);
+        p.extend_from_slice(&1u16.to_le_bytes());
+        p.extend_from_slice(b"a");
+        p.extend_from_slice(&3u32.to_le_bytes());
+        p.extend_from_slice(b"one");
+        p.extend_from_slice(&99u64.to_le_bytes());
+        p.extend_from_slice(&7u32.to_le_bytes());
+    });
+    frame(&mut b, |p| {
+        p.push(TAG_END);
+        p.extend_from_slice(&1u64.to_le_bytes());
+    });
+    assert_eq!(
+        decoded(&b).unwrap(),
+        vec![(b"a".to_vec(), b"one".to_vec(), 99, 7, 0)]
+    );
+    // Version-3 frames are 4 bytes longer: a version-2 header on them is refused.
+    let mut v3 = encoded(sample().into_iter().take(3).collect(), 42);
+    v3[..HEADER_LEN].copy_from_slice(&header_of(2, 42, 3));
+    assert!(matches!(decoded(&v3), Err(ReadError::Corrupt(_))));
 }
 
 #[test]
@@ -77,15 +113,14 @@ fn a_version_1_snapshot_still_reads_without_grace() {
     assert_eq!(
         got,
         vec![
-            (b"a".to_vec(), b"one".to_vec(), 0, 0),
-            (b"bb".to_vec(), b"two".to_vec(), 99, 0)
+            (b"a".to_vec(), b"one".to_vec(), 0, 0, 0),
+            (b"bb".to_vec(), b"two".to_vec(), 99, 0, 0)
         ]
     );
-    // Version-2 frames are 4 bytes longer: a version-1 header on them is refused, not
-    // misread.
-    let mut v2 = encoded(sample().into_iter().take(3).collect(), 42);
-    v2[..HEADER_LEN].copy_from_slice(&header_of(1, 42, 3));
-    assert!(matches!(decoded(&v2), Err(ReadError::Corrupt(_))));
+    // Later frames are longer: a version-1 header on them is refused, not misread.
+    let mut v3 = encoded(sample().into_iter().take(3).collect(), 42);
+    v3[..HEADER_LEN].copy_from_slice(&header_of(1, 42, 3));
+    assert!(matches!(decoded(&v3), Err(ReadError::Corrupt(_))));
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::lease::Leased;
 use super::options::*;
 use crate::cache::Cache;
-use crate::protocol::index::Mode;
-use crate::protocol::layout::{item_meta, MAX_DELTA_MS, MAX_TAGS};
+use crate::protocol::index::{Mode, Outcome};
+use crate::protocol::layout::{item_flags, item_meta, MAX_DELTA_MS, MAX_TAGS};
 use crate::protocol::ops::Fetched;
 use crate::Error;
 
@@ -47,6 +47,24 @@ impl Cache {
         self.set_ext(key, value, opts, 0, Mode::Replace)
     }
 
+    /// As [`Cache::cas`] (stores only over the exact version `token` was read from), with
+    /// options: the listener's `cas` keeps the client flags it is sent.
+    pub fn cas_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        token: crate::CasToken,
+        opts: &SetOptions,
+    ) -> Result<crate::CasOutcome, Error> {
+        Ok(
+            match self.store_ext(key, value, opts, 0, Mode::Cas(token.0))? {
+                Outcome::Stored => crate::CasOutcome::Stored,
+                Outcome::Exists => crate::CasOutcome::Exists,
+                Outcome::NotStored => crate::CasOutcome::NotFound,
+            },
+        )
+    }
+
     pub(super) fn set_ext(
         &self,
         key: &[u8],
@@ -55,6 +73,17 @@ impl Cache {
         delta_ms: u32,
         mode: Mode,
     ) -> Result<bool, Error> {
+        Ok(self.store_ext(key, value, o, delta_ms, mode)? == Outcome::Stored)
+    }
+
+    fn store_ext(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        o: &SetOptions,
+        delta_ms: u32,
+        mode: Mode,
+    ) -> Result<Outcome, Error> {
         if o.tags.len() > MAX_TAGS {
             return Err(Error::TooManyTags {
                 count: o.tags.len(),
@@ -62,8 +91,8 @@ impl Cache {
             });
         }
         self.with_writer(|e, who, lane| {
-            let mut ext = Vec::with_capacity(1 + o.tags.len());
-            if o.grace.is_some() || !o.tags.is_empty() || delta_ms > 0 {
+            let mut ext = Vec::with_capacity(2 + o.tags.len());
+            if o.grace.is_some() || !o.tags.is_empty() || delta_ms > 0 || o.flags != 0 {
                 let grace = match o.grace {
                     Some(g) => e.grace_secs(e.expires_at(o.ttl)?, g)?,
                     None => 0,
@@ -72,11 +101,14 @@ impl Cache {
                     grace,
                     o.tags.len() as u8,
                     delta_ms.min(MAX_DELTA_MS),
+                    o.flags != 0,
                 ));
                 ext.extend(o.tags.iter().map(|t| e.tag_word(t)));
+                if o.flags != 0 {
+                    ext.push(item_flags(o.flags));
+                }
             }
             e.write_ext(who, lane, key, value, o.ttl, mode, &ext)
-                .map(|o| o == crate::protocol::index::Outcome::Stored)
         })?
     }
 

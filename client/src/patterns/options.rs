@@ -15,6 +15,7 @@ pub struct SetOptions {
     pub(crate) ttl: Option<Duration>,
     pub(crate) grace: Option<Duration>,
     pub(crate) tags: Vec<Vec<u8>>,
+    pub(crate) flags: u32,
 }
 
 impl SetOptions {
@@ -34,6 +35,14 @@ impl SetOptions {
     /// Tag the item: [`crate::Cache::invalidate_tag`] makes every item with the tag miss. At most 8.
     pub fn tag(mut self, tag: impl AsRef<[u8]>) -> SetOptions {
         self.tags.push(tag.as_ref().to_vec());
+        self
+    }
+    /// Keep 32 bits of client flags with the item (memcached's: most memcached clients record
+    /// the value's type in them). Readers through the library see the value unchanged;
+    /// [`crate::Cache::get_meta_into`] and the memcached listener hand the flags back. Flags
+    /// other than 0 cost the item one 8-byte word.
+    pub fn flags(mut self, flags: u32) -> SetOptions {
+        self.flags = flags;
         self
     }
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use crate::protocol::alloc::Lane;
 use crate::protocol::engine::{Engine, Who};
 use crate::protocol::index::Mode;
-use crate::protocol::layout::{ctl_state, Counter, Geometry, Params, SegState, PS_COUNTERS};
+use crate::protocol::layout::{
+    ctl_state, item_flags, item_meta, Counter, Geometry, Params, SegState, PS_COUNTERS,
+};
 use crate::protocol::mem::{Mem, VecMem};
 use crate::protocol::testkit::{survives, tiny, KillMem, Shared, TestLiveness};
 
@@ -163,6 +165,61 @@ fn overwrite_killed_at_every_step() {
             let v = w.get(b"k").expect("an overwrite never loses the key");
             assert!(v == b"new value!" || (!done && v == b"old value"), "{v:?}");
         },
+    );
+}
+
+#[test]
+fn a_flagged_overwrite_and_a_touch_of_it_killed_at_every_step_keep_value_and_flags_together() {
+    let flagged = |flags| [item_meta(0, 0, 0, true), item_flags(flags)];
+    let read = |w: &World| {
+        let mut out = Vec::new();
+        let (info, _) = w.b.get(w.bw, b"k", &mut out).unwrap().expect("never lost");
+        (out, info.flags)
+    };
+    at_every_step(
+        |w| {
+            w.b.write_ext(
+                w.bw,
+                &mut Lane::default(),
+                b"k",
+                b"old",
+                None,
+                Mode::Set,
+                &flagged(3),
+            )
+            .unwrap();
+        },
+        |a, who, lane| {
+            a.write_ext(who, lane, b"k", b"new!", None, Mode::Set, &flagged(9))
+                .unwrap();
+        },
+        |w, done| {
+            let got = read(w);
+            assert!(
+                got == (b"new!".to_vec(), 9) || (!done && got == (b"old".to_vec(), 3)),
+                "{got:?}"
+            );
+        },
+    );
+    at_every_step(
+        |w| {
+            w.b.write_ext(
+                w.bw,
+                &mut Lane::default(),
+                b"k",
+                b"old",
+                None,
+                Mode::Set,
+                &flagged(3),
+            )
+            .unwrap();
+        },
+        |a, who, lane| {
+            assert!(a
+                .touch(who, lane, b"k", Some(std::time::Duration::from_secs(60)))
+                .unwrap());
+        },
+        |w, _| assert_eq!(read(w), (b"old".to_vec(), 3), "a touch keeps the flags"),
     );
 }
 

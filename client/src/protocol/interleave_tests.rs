@@ -10,8 +10,8 @@ use crate::protocol::engine::{Engine, Who};
 use crate::protocol::eviction::Walk;
 use crate::protocol::index::{Lookup, Mode};
 use crate::protocol::layout::{
-    ctl_gen, hash_tag, seg_ctl, slot_loc, Geometry, Params, SegState, REF_BIT, SEG_ENTRY_SIZE,
-    SLOT_GEN_BITS,
+    ctl_gen, hash_tag, item_flags, item_meta, seg_ctl, slot_loc, Geometry, Params, SegState,
+    REF_BIT, SEG_ENTRY_SIZE, SLOT_GEN_BITS,
 };
 use crate::protocol::mem::{Mem, VecMem};
 use crate::protocol::sync::Ordering::{Relaxed, Release};
@@ -307,4 +307,47 @@ fn an_incr_stalled_across_2_14_recyclings_does_not_replace_the_word_republished_
         "the counter was deleted before the increment published"
     );
     assert!(w.b.get(w.bw, b"n", &mut Vec::new()).unwrap().is_none());
+}
+
+#[test]
+fn a_get_whose_item_is_moved_and_its_bytes_reused_as_it_reads_the_flags_word_returns_the_moved_item(
+) {
+    let w = world();
+    // k with client flags 3 (meta word + flags word), referenced, in a sealed segment.
+    let mut lane = Lane::default();
+    let ext = [item_meta(0, 0, 0, true), item_flags(3)];
+    w.b.write_ext(w.bw, &mut lane, b"k", b"old", None, Mode::Set, &ext)
+        .unwrap();
+    assert!(w.b.get(w.bw, b"k", &mut Vec::new()).unwrap().is_some());
+    let s = lane.seg.take().unwrap();
+    w.b.seal(w.bw, s);
+    let Lookup::Found(f) = w.b.lookup(w.bw, b"k", w.b.hash(b"k"), None::<&mut Vec<u8>>) else {
+        panic!("k is present");
+    };
+    let off = slot_loc(f.w) * 8;
+    // Header, meta, then the flags word.
+    let flags_word = off + 16;
+    // Right before A loads the flags word: B copies k forward (flags and all), frees the
+    // segment, and a later generation of it holds another item for k at the same offset,
+    // with other flags and another value of the same length (never published).
+    let (b, bw, seg) = (w.b.clone(), w.bw, s.seg);
+    let a = w.a(
+        move |o| o == flags_word,
+        move |_| {
+            copy_forward(&b, bw, seg);
+            let ctl = b.geo.seg_ctl_off(seg);
+            let c = b.mem.load(ctl, Relaxed);
+            b.mem
+                .store(ctl, seg_ctl(ctl_gen(c) + 1, SegState::Sealed, 0), Release);
+            let ext = [item_meta(0, 0, 0, true), item_flags(9)];
+            b.write_item_ext(off, b"k", b"zzz", 0, &ext);
+        },
+    );
+    a.mem.arm(1);
+    let mut out = Vec::new();
+    let (info, _) = a.get(w.aw, b"k", &mut out).unwrap().expect("false miss");
+    assert_eq!(a.mem.left(), 0, "the window was not reached");
+    // The flags word is read inside the seqlock window: the torn read is retried and the
+    // moved item returned whole, not its value with the reused bytes' flags (or theirs).
+    assert_eq!((out.as_slice(), info.flags), (&b"old"[..], 3));
 }

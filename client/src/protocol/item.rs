@@ -7,7 +7,8 @@
 use crate::protocol::engine::Engine;
 use crate::protocol::layout::{
     ctl_gen, hdr_expires_at, hdr_has_ext, hdr_key_len, hdr_value_len, item_hdr, item_size,
-    slot_gen, slot_loc, ITEM_HEADER_SIZE, MAX_TAGS, REF_BIT, SLOT_GEN_MASK,
+    meta_flagged, meta_ntags, slot_gen, slot_loc, ITEM_HEADER_SIZE, MAX_EXT_WORDS, MAX_TAGS,
+    REF_BIT, SLOT_GEN_MASK,
 };
 use crate::protocol::mem::Mem;
 use crate::protocol::sync::{fence, Ordering::*};
@@ -42,6 +43,8 @@ pub(crate) struct ItemInfo {
     pub tags_ok: bool,
     /// The item carries tags.
     pub tagged: bool,
+    /// Client flags (memcached's; 0 for items stored without them).
+    pub flags: u32,
 }
 
 /// Decoded and validated item header.
@@ -54,10 +57,12 @@ pub(crate) struct Hdr {
     pub expires_at: u32,
     /// Bytes the whole item occupies.
     pub size: u64,
-    /// Extension words (meta + tags) between the header and the key.
+    /// Extension words (meta, tags, flags) between the header and the key.
     pub ext: u64,
     pub grace: u32,
     pub ntags: u64,
+    /// The last extension word is a client flags word.
+    pub flagged: bool,
     pub delta_ms: u32,
 }
 
@@ -83,11 +88,16 @@ impl<M: Mem> Engine<M> {
         } else {
             0
         };
-        let ntags = (meta >> 32) & 0xff;
+        let ntags = meta_ntags(meta);
         if ntags > MAX_TAGS as u64 {
             return None;
         }
-        let ext = if hdr_has_ext(w) { 1 + ntags } else { 0 };
+        let flagged = meta_flagged(meta);
+        let ext = if hdr_has_ext(w) {
+            1 + ntags + u64::from(flagged)
+        } else {
+            0
+        };
         let size = item_size(ext * 8 + key_len, value_len);
         if off.checked_add(size)? > end {
             return None;
@@ -101,8 +111,21 @@ impl<M: Mem> Engine<M> {
             ext,
             grace: meta as u32,
             ntags,
+            flagged,
             delta_ms: (meta >> 40) as u32,
         })
+    }
+
+    /// The client flags of the item at `off` (0 without a flags word).
+    #[inline]
+    fn flags_of(&self, off: u64, h: &Hdr) -> u32 {
+        if !h.flagged {
+            return 0;
+        }
+        // Relaxed: item bytes, validated by the caller's generation re-check (the flags
+        // word is read inside the seqlock window like the meta word; design.md §2.6).
+        self.mem
+            .load(off + ITEM_HEADER_SIZE + (h.ext - 1) * 8, Relaxed) as u32
     }
 
     /// `true` if every tag of the item at `off` still has the version it was written under
@@ -153,6 +176,7 @@ impl<M: Mem> Engine<M> {
                     delta_ms: h.delta_ms,
                     tags_ok: h.ntags == 0 || self.tags_ok(off, &h),
                     tagged: h.ntags > 0,
+                    flags: self.flags_of(off, &h),
                 })
             }
             Some(_) => Read::Other,
@@ -213,6 +237,7 @@ impl<M: Mem> Engine<M> {
                 delta_ms: h.delta_ms,
                 tags_ok: h.ntags == 0 || self.tags_ok(off, h),
                 tagged: h.ntags > 0,
+                flags: self.flags_of(off, h),
             };
             (key, info)
         })
@@ -337,7 +362,8 @@ impl<M: Mem> Engine<M> {
     }
 
     /// Writes a complete item at `at` (in a segment the caller owns), with extension words
-    /// `ext` (meta, then tags) between header and key. Returns its size.
+    /// `ext` (meta, then tags, then flags if the meta word says so) between header and key.
+    /// Returns its size.
     pub(crate) fn write_item_ext(
         &self,
         at: u64,
@@ -346,9 +372,13 @@ impl<M: Mem> Engine<M> {
         expires_at: u32,
         ext: &[u64],
     ) -> u64 {
-        // Ext words are a meta word counting the tags that follow it (design.md §2.6).
-        debug_assert!(ext.is_empty() || ext.len() as u64 == 1 + ((ext[0] >> 32) & 0xff));
-        debug_assert!(ext.len() <= 1 + MAX_TAGS);
+        // Ext words are a meta word counting the tags (and the flags word) that follow it
+        // (design.md §2.6).
+        debug_assert!(
+            ext.is_empty()
+                || ext.len() as u64 == 1 + meta_ntags(ext[0]) + u64::from(meta_flagged(ext[0]))
+        );
+        debug_assert!(ext.len() <= MAX_EXT_WORDS);
         // Relaxed stores: the item becomes visible only through the publish CAS (Release)
         // that follows, or through `wptr` (Release) for walkers.
         self.mem.store(

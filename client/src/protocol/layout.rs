@@ -10,7 +10,7 @@ use std::mem::{offset_of, size_of};
 /// First eight bytes of every arena file.
 pub const MAGIC: [u8; 8] = *b"LARDER\0\x01";
 /// Bumped whenever any offset, size or word encoding below changes meaning.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// `hash_algo` value for xxh3-64 with the header's seed.
 pub const HASH_ALGO_XXH3: u32 = 1;
 
@@ -368,16 +368,44 @@ pub const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 pub const REF_BIT: u64 = 1 << 63;
 const _: () = assert!(TAG_SHIFT + TAG_BITS == 63);
 
-// ---- Item extension words (design.md §2.5) ----
+// ---- Item extension words (design.md §2.6) ----
 /// Most tags one item may carry (ext words: one meta word + one per tag).
 pub const MAX_TAGS: usize = 8;
+/// Most extension words one item may carry: the meta word, `MAX_TAGS` tags and the client
+/// flags word.
+pub const MAX_EXT_WORDS: usize = 2 + MAX_TAGS;
 /// Largest recompute time (XFetch delta) an item can record, in milliseconds.
 pub const MAX_DELTA_MS: u32 = (1 << 24) - 1;
+/// Meta word bit: a client flags word follows the tag words (layout 3).
+pub const META_FLAGS_BIT: u64 = 1 << 39;
+const META_NTAGS_SHIFT: u32 = 32;
+/// Bits 38..32 of the meta word: the tag count (at most `MAX_TAGS`; more is damage).
+const META_NTAGS_MASK: u64 = 0x7f;
 
-/// Meta ext word: `[31..0 stale grace, s][39..32 tag count][63..40 recompute time, ms]`.
+/// Meta ext word: `[31..0 stale grace, s][38..32 tag count][39 flags word follows]
+/// [63..40 recompute time, ms]`.
 #[inline]
-pub const fn item_meta(grace_secs: u32, ntags: u8, delta_ms: u32) -> u64 {
-    grace_secs as u64 | ((ntags as u64) << 32) | (((delta_ms & MAX_DELTA_MS) as u64) << 40)
+pub const fn item_meta(grace_secs: u32, ntags: u8, delta_ms: u32, flagged: bool) -> u64 {
+    grace_secs as u64
+        | ((ntags as u64 & META_NTAGS_MASK) << META_NTAGS_SHIFT)
+        | if flagged { META_FLAGS_BIT } else { 0 }
+        | (((delta_ms & MAX_DELTA_MS) as u64) << 40)
+}
+/// The tag count of a meta word (not yet checked against `MAX_TAGS`).
+#[inline]
+pub const fn meta_ntags(meta: u64) -> u64 {
+    (meta >> META_NTAGS_SHIFT) & META_NTAGS_MASK
+}
+/// The item's extension words end with a client flags word.
+#[inline]
+pub const fn meta_flagged(meta: u64) -> bool {
+    meta & META_FLAGS_BIT != 0
+}
+/// Client flags word: `[31..0 flags][63..32 zero]` (memcached's 32-bit client flags; items
+/// with flags 0 have no such word).
+#[inline]
+pub const fn item_flags(flags: u32) -> u64 {
+    flags as u64
 }
 /// Tag ext word: `[31..0 index in the tag table][63..32 the tag's version when written]`.
 #[inline]
@@ -478,7 +506,8 @@ pub const fn hdr_key_len(h: u64) -> u64 {
 pub const fn hdr_expires_at(h: u64) -> u32 {
     ((h >> ITEM_EXPIRES_SHIFT) as u32) & EXPIRES_LIMIT
 }
-/// The item has extension words: a meta word, then as many tag words as it counts.
+/// The item has extension words: a meta word, as many tag words as it counts, and a client
+/// flags word if the meta word says so.
 #[inline]
 pub const fn hdr_has_ext(h: u64) -> bool {
     h & ITEM_EXT_BIT != 0

@@ -8,7 +8,7 @@ use loom::thread;
 use crate::protocol::alloc::Lane;
 use crate::protocol::engine::Engine;
 use crate::protocol::index::{Lookup, Mode, Outcome};
-use crate::protocol::layout::ctl_gen;
+use crate::protocol::layout::{ctl_gen, item_flags, item_meta};
 use crate::protocol::mem::{Mem, VecMem};
 use crate::protocol::sync::Ordering::Relaxed;
 use crate::protocol::testkit::engine;
@@ -105,6 +105,46 @@ fn loom_evict_and_recycle_vs_read() {
         });
         if let Some(v) = get(&e, w[0], b"k") {
             assert_eq!(v, V1, "read another key's bytes");
+        }
+        t.join().unwrap();
+        assert_eq!(get(&e, w[0], b"k"), None);
+    });
+}
+
+/// As `loom_evict_and_recycle_vs_read` for an item with client flags, whose recycled bytes
+/// hold an item *of the same key* with other flags: the flags word is read inside the
+/// seqlock window, so a reader returns the old value with the old flags, or misses.
+#[test]
+fn loom_flags_vs_evict_and_recycle() {
+    loom::model(|| {
+        let (e, w, _) = engine(4, 7, 2, 2, 40);
+        let w = [w[0], w[1]];
+        let e = Arc::new(e);
+        let flagged = |f| [item_meta(0, 0, 0, true), item_flags(f)];
+        let mut lane = Lane::default();
+        e.write_ext(w[0], &mut lane, b"k", V1, None, Mode::Set, &flagged(3))
+            .unwrap();
+        let s = lane.seg.take().unwrap();
+        e.seal(w[0], s);
+        let e2 = e.clone();
+        let t = thread::spawn(move || {
+            let prev = e2.take_for_walk(w[1], s.seg).unwrap();
+            let gen = ctl_gen(prev);
+            e2.walk_segment(
+                w[1],
+                s.seg,
+                gen,
+                crate::protocol::eviction::Walk::Evict,
+                None,
+            );
+            e2.free_segment(w[1], s.seg, gen);
+            let c = e2.mem.load(e2.geo.seg_ctl_off(s.seg), Relaxed);
+            let re = e2.claim_free(w[1], s.seg, c).expect("just freed");
+            e2.write_item_ext(e2.geo.seg_base(re.seg), b"k", V2, 0, &flagged(9));
+        });
+        let mut out = Vec::new();
+        if let Some((info, _)) = e.get(w[0], b"k", &mut out).unwrap() {
+            assert_eq!((out.as_slice(), info.flags), (V1, 3), "read recycled bytes");
         }
         t.join().unwrap();
         assert_eq!(get(&e, w[0], b"k"), None);

@@ -101,7 +101,7 @@ impl<M: Mem> Engine<M> {
         &self,
         who: Who,
         keys: &[&[u8]],
-        mut each: impl FnMut(usize, &mut Vec<u8>, bool),
+        mut each: impl FnMut(usize, &mut Vec<u8>, Option<(ItemInfo, u64)>),
     ) -> Result<(), Error> {
         /// Keys whose lines are in flight at once (a batch must stay in L1: 2 lines each).
         const BATCH: usize = 16;
@@ -123,8 +123,8 @@ impl<M: Mem> Engine<M> {
             for (i, (k, &h)) in chunk.iter().zip(&hashes).enumerate() {
                 out.clear();
                 let hit = match self.fetch(who, k, h, &mut out) {
-                    Fetched::Live(..) => true,
-                    Fetched::Stale | Fetched::Missing => false,
+                    Fetched::Live(info, token) => Some((info, token)),
+                    Fetched::Stale | Fetched::Missing => None,
                 };
                 each(c * BATCH + i, &mut out, hit);
             }
@@ -195,7 +195,7 @@ impl<M: Mem> Engine<M> {
         who: Who,
         key: &[u8],
         out: &mut Vec<u8>,
-    ) -> Option<(Option<Duration>, u32, bool)> {
+    ) -> Option<(Option<Duration>, ItemInfo)> {
         let hash = self.hash(key);
         let mark = out.len();
         let f = self.lookup_for_write(who, key, hash, Some(out))?;
@@ -203,11 +203,7 @@ impl<M: Mem> Engine<M> {
             out.truncate(mark);
             return None;
         }
-        Some((
-            self.remaining(f.info.expires_at),
-            f.info.grace,
-            f.info.tagged,
-        ))
+        Some((self.remaining(f.info.expires_at), f.info))
     }
 
     /// Writes a new item and publishes it according to `mode` (design.md §4.2).
@@ -481,7 +477,7 @@ mod tests {
             &value,
             None,
             Mode::Set,
-            &[item_meta(5, 0, 0)],
+            &[item_meta(5, 0, 0, false)],
         );
         match r {
             Err(Error::ValueTooLarge { len, max: limit }) => {
@@ -510,7 +506,7 @@ mod tests {
             &small,
             None,
             Mode::Set,
-            &[item_meta(5, 0, 0)],
+            &[item_meta(5, 0, 0, false)],
         )
         .unwrap();
         assert!(e.get(w[0], b"other", &mut Vec::new()).unwrap().is_some());

@@ -423,6 +423,13 @@ static void patch(const char *path, long off, const void *bytes, size_t n) {
     close(fd);
 }
 
+/* Reads `n` bytes at `off`. */
+static void peek(const char *path, long off, void *bytes, size_t n) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || pread(fd, bytes, n, off) != (ssize_t)n) die("reading the arena");
+    close(fd);
+}
+
 /* Flips the low bit of the byte at `off`. */
 static void flip(const char *path, long off) {
     uint8_t b = 0;
@@ -617,11 +624,11 @@ static int mode_statuses(const char *dir) {
     larder_cache *one = create_small(other, 1);
     EXPECT(larder_open(other, &o), LARDER_E_TOO_MANY_PROCESSES);
     larder_close(one);
-    uint32_t v1 = 1;
+    uint32_t version = 0, v1 = 1;
+    peek(other, 8, &version, 4);
     patch(other, 8, &v1, 4);
     EXPECT(larder_open(other, &o), LARDER_E_LAYOUT_VERSION);
-    uint32_t v2 = 2;
-    patch(other, 8, &v2, 4);
+    patch(other, 8, &version, 4);
     EXPECT(larder_open(other, &o), LARDER_OK);
     larder_close(o);
     flip(other, 40);

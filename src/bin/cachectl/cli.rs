@@ -265,7 +265,9 @@ pub enum Cmd {
     /// "key_b64" / "value_b64" and holds standard base64 (with padding). "ttl" is the
     /// remaining time to live in whole seconds (rounded up, at least 1), or null when the
     /// item never expires; "grace", present only for items stored with a stale grace, is
-    /// how many seconds after the TTL the value may still be served stale. A FILE is written under a temporary name and renamed into place
+    /// how many seconds after the TTL the value may still be served stale; "flags", present
+    /// only for items with client flags other than 0 (memcached clients set them), holds them.
+    /// A FILE is written under a temporary name and renamed into place
     /// when complete, so a failed dump never leaves a truncated file; a new file gets mode
     /// 0600, as it holds the cache's data. Reading does not count hits or protect items
     /// from eviction.
@@ -280,8 +282,8 @@ pub enum Cmd {
     ///
     /// Each non-blank line must be an object with "key" or "key_b64", "value" or
     /// "value_b64", and optionally "ttl": seconds from now, with 0, null or absent meaning
-    /// never expires, and "grace" (seconds of stale grace after the TTL; only with a "ttl")
-    /// (see `cachectl dump --help`). The WHOLE file is checked first,
+    /// never expires, "grace" (seconds of stale grace after the TTL; only with a "ttl") and
+    /// "flags" (client flags, 0 to 4294967295) (see `cachectl dump --help`). The WHOLE file is checked first,
     /// including the arena's key and value size limits: if any line is malformed, nothing
     /// is stored and the error names the line numbers — unless --skip-bad is given, which
     /// stores the good lines and reports each bad one on stderr.

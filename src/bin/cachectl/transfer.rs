@@ -9,55 +9,29 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
-use larder::Cache;
+use larder::{Cache, Entry};
 use serde_json::{Map, Value};
 
 use crate::fmt::{self, B64};
 use crate::{Out, Status};
 
-/// One item of a dump file.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Record {
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
-    pub ttl: Option<Duration>,
-    /// Stale grace after the TTL (written only when there is one).
-    pub grace: Option<Duration>,
-}
-
-impl Record {
-    /// What to store it with: its TTL and stale grace.
-    fn options(&self) -> larder::SetOptions {
-        larder::Entry {
-            key: Vec::new(),
-            value: Vec::new(),
-            ttl: self.ttl,
-            grace: self.grace,
-        }
-        .options()
-    }
-}
-
-/// Appends one record as a JSON line.
-pub fn write_record(
-    out: &mut (impl Write + ?Sized),
-    key: &[u8],
-    value: &[u8],
-    ttl: Option<Duration>,
-    grace: Option<Duration>,
-) -> std::io::Result<()> {
-    let mut m = fmt::bytes_obj("key", key);
-    fmt::put_bytes(&mut m, "value", value);
-    m.insert("ttl".into(), ttl.map(fmt::ttl_secs).into());
-    if let Some(g) = grace.filter(|_| ttl.is_some()) {
+/// Appends one item as a JSON line: "grace" only with a TTL, "flags" only when not 0.
+pub fn write_record(out: &mut (impl Write + ?Sized), e: &Entry) -> std::io::Result<()> {
+    let mut m = fmt::bytes_obj("key", &e.key);
+    fmt::put_bytes(&mut m, "value", &e.value);
+    m.insert("ttl".into(), e.ttl.map(fmt::ttl_secs).into());
+    if let Some(g) = e.grace.filter(|_| e.ttl.is_some()) {
         m.insert("grace".into(), g.as_secs().into());
+    }
+    if e.flags != 0 {
+        m.insert("flags".into(), e.flags.into());
     }
     serde_json::to_writer(&mut *out, &Value::Object(m))?;
     out.write_all(b"\n")
 }
 
 /// Parses and checks one line against the arena's limits. `Ok(None)` for a blank line.
-pub fn parse_line(line: &[u8], (max_key, max_value): (u32, u32)) -> Result<Option<Record>, String> {
+pub fn parse_line(line: &[u8], (max_key, max_value): (u32, u32)) -> Result<Option<Entry>, String> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -69,9 +43,21 @@ pub fn parse_line(line: &[u8], (max_key, max_value): (u32, u32)) -> Result<Optio
     let value = take_bytes(&mut m, "value")?;
     let ttl = take_secs(&mut m, "ttl")?;
     let grace = take_secs(&mut m, "grace")?;
+    let flags = match m.remove("flags") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|f| u32::try_from(f).ok())
+            .ok_or_else(|| format!("\"flags\" must be an integer from 0 to 4294967295, not {n}"))?,
+        Some(other) => {
+            return Err(format!(
+                "\"flags\" must be an integer from 0 to 4294967295, not {other}"
+            ))
+        }
+    };
     if let Some(extra) = m.keys().next() {
         return Err(format!(
-            "unknown field {extra:?} (allowed: key, key_b64, value, value_b64, ttl, grace)"
+            "unknown field {extra:?} (allowed: key, key_b64, value, value_b64, ttl, grace, flags)"
         ));
     }
     if grace.is_some() && ttl.is_none() {
@@ -92,11 +78,12 @@ pub fn parse_line(line: &[u8], (max_key, max_value): (u32, u32)) -> Result<Optio
             value.len()
         ));
     }
-    Ok(Some(Record {
+    Ok(Some(Entry {
         key,
         value,
         ttl,
         grace,
+        flags,
     }))
 }
 
@@ -213,7 +200,7 @@ pub fn dump(cache: &Cache, file: &Path, out: &mut Out) -> anyhow::Result<Status>
     let mut n = 0u64;
     let mut write_all = |w: &mut dyn Write| -> anyhow::Result<()> {
         for e in cache.entries() {
-            write_record(w, &e.key, &e.value, e.ttl, e.grace)?;
+            write_record(w, &e)?;
             n += 1;
             progress.tick(n, total);
         }
@@ -350,7 +337,7 @@ pub fn load(
     // Cells: the storing closure and the error paths around it both read the count.
     let stored = Cell::new(0u64);
     let (mut kept_existing, mut seen) = (0u64, 0u64);
-    let mut store = |n: u64, r: &Record| -> anyhow::Result<()> {
+    let mut store = |n: u64, r: &Entry| -> anyhow::Result<()> {
         let opts = r.options();
         let ok = if no_overwrite {
             cache.add_with(&r.key, &r.value, &opts)
@@ -443,24 +430,29 @@ mod tests {
     #[test]
     fn round_trip() {
         let s = |n| Some(Duration::from_secs(n));
-        for (k, v, t, g) in [
-            (&b"plain"[..], &b"text \"quoted\"\n"[..], None, None),
-            (b"bin\xff", b"\x00\x01\xfe", s(30), None),
-            (b"stale", b"v", s(30), s(600)),
+        for (k, v, t, g, flags) in [
+            (&b"plain"[..], &b"text \"quoted\"\n"[..], None, None, 0),
+            (b"bin\xff", b"\x00\x01\xfe", s(30), None, 0),
+            (b"stale", b"v", s(30), s(600), 0),
+            (b"pickled", b"v", None, None, u32::MAX),
         ] {
+            let e = Entry {
+                key: k.to_vec(),
+                value: v.to_vec(),
+                ttl: t,
+                grace: g,
+                flags,
+            };
             let mut line = Vec::new();
-            write_record(&mut line, k, v, t, g).unwrap();
+            write_record(&mut line, &e).unwrap();
             assert_eq!(line.last(), Some(&b'\n'));
-            let r = parse_line(&line[..line.len() - 1], LIM).unwrap().unwrap();
             assert_eq!(
-                r,
-                Record {
-                    key: k.to_vec(),
-                    value: v.to_vec(),
-                    ttl: t,
-                    grace: g,
-                }
+                String::from_utf8_lossy(&line).contains("flags"),
+                flags != 0,
+                "flags are written only when set"
             );
+            let r = parse_line(&line[..line.len() - 1], LIM).unwrap().unwrap();
+            assert_eq!(r, e);
         }
     }
 
@@ -480,6 +472,9 @@ mod tests {
         assert!(bad(r#"{"key":"k","value":"","grace":5}"#).contains("needs a \"ttl\""));
         assert!(bad(r#"{"key":"k","value":"","ttl":5,"grace":-1}"#).contains("grace"));
         assert!(bad(r#"{"key":"","value":""}"#).contains("empty key"));
+        assert!(bad(r#"{"key":"k","value":"","flags":-1}"#).contains("flags"));
+        assert!(bad(r#"{"key":"k","value":"","flags":4294967296}"#).contains("flags"));
+        assert!(bad(r#"{"key":"k","value":"","flags":"2"}"#).contains("flags"));
         let big = format!(r#"{{"key":"k","value":"{}"}}"#, "x".repeat(1025));
         assert!(bad(&big).contains("limit of 1024"));
         assert_eq!(parse_line(b"  ", LIM), Ok(None));
