@@ -77,8 +77,8 @@ pub use mapping::HugePages;
 pub use mapping::Mapping as AlignedMapping;
 #[cfg(not(larder_loom))]
 pub use patterns::{
-    Lease, Leased, LoadError, LoadOptions, MaybeStale, SetOptions, Store, WriteBehind, WriteError,
-    WriteThrough,
+    Found, Lease, Leased, LoadError, LoadOptions, MaybeStale, Revalidate, SetOptions, Store,
+    WriteBehind, WriteError, WriteThrough,
 };
 pub use protocol::expiry::SweepReport;
 pub use protocol::stats::{Counters, ProcessStats, Stats};

@@ -130,7 +130,7 @@ impl Cache {
                     value,
                     stale: false,
                 }),
-                Fetched::Stale => Some(MaybeStale { value, stale: true }),
+                Fetched::Stale(..) => Some(MaybeStale { value, stale: true }),
                 Fetched::Missing => None,
             })
         })?

@@ -40,6 +40,15 @@ fn monotonic_ms() -> u64 {
 }
 
 impl Lease {
+    /// A lease just taken: its word in the table for `hash`, timed from now.
+    pub(super) fn new(hash: u64, word: u64) -> Lease {
+        Lease {
+            hash,
+            word,
+            started_ms: monotonic_ms(),
+        }
+    }
+
     /// The lease as three plain words, for a binding that keeps it in a C struct.
     pub fn to_words(self) -> [u64; 3] {
         [self.hash, self.word, self.started_ms]
@@ -108,16 +117,12 @@ impl Cache {
             Ok(match e.lease_try(hash, lease_ms) {
                 LeaseTry::Acquired(word) => {
                     out.clear();
-                    Leased::Acquired(Lease {
-                        hash,
-                        word,
-                        started_ms: monotonic_ms(),
-                    })
+                    Leased::Acquired(Lease::new(hash, word))
                 }
                 LeaseTry::Held { until_ms } => match found {
                     // Someone else refreshes: serve what we have.
                     Fetched::Live(..) => Leased::Hit,
-                    Fetched::Stale => Leased::Stale,
+                    Fetched::Stale(..) => Leased::Stale,
                     Fetched::Missing => Leased::Wait {
                         retry_after: Duration::from_millis(
                             until_ms.saturating_sub(e.now_ms()).max(1),

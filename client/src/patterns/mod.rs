@@ -4,8 +4,10 @@
 mod cache_aside;
 mod lease;
 mod options;
+mod revalidate;
 mod write;
 
 pub use lease::{Lease, Leased};
+pub use revalidate::{Found, Revalidate};
 pub use options::{LoadError, LoadOptions, MaybeStale, SetOptions};
 pub use write::{Store, WriteBehind, WriteError, WriteThrough};

@@ -8,7 +8,7 @@ use crate::protocol::expiry::Fresh;
 use crate::protocol::index::{Lookup, Mode, Outcome, READ_RETRIES};
 use crate::protocol::item::{ItemInfo, Sink, SliceSink};
 use crate::protocol::layout::{
-    hash_tag, item_size, slot_loc, slot_tag, slot_word, Counter, B_SLOTS, H_FLUSH_GEN,
+    hash_tag, item_meta, item_size, slot_loc, slot_tag, slot_word, Counter, B_SLOTS, H_FLUSH_GEN,
     ITEM_HEADER_SIZE, SLOTS_PER_BUCKET,
 };
 use crate::protocol::mem::Mem;
@@ -19,8 +19,8 @@ use crate::Error;
 pub(crate) enum Fetched {
     /// A live item (its value appended), with its cas token.
     Live(ItemInfo, u64),
-    /// Expired but within its stale grace (its value appended).
-    Stale,
+    /// Expired but within its stale grace (its value appended), with its cas token.
+    Stale(ItemInfo, u64),
     Missing,
 }
 
@@ -72,7 +72,7 @@ impl<M: Mem> Engine<M> {
                     }
                     Fresh::Stale => {
                         self.count(who, Counter::Misses);
-                        return Fetched::Stale;
+                        return Fetched::Stale(f.info, f.token());
                     }
                     Fresh::Dead => {
                         out.truncate(mark);
@@ -124,7 +124,7 @@ impl<M: Mem> Engine<M> {
                 out.clear();
                 let hit = match self.fetch(who, k, h, &mut out) {
                     Fetched::Live(info, token) => Some((info, token)),
-                    Fetched::Stale | Fetched::Missing => None,
+                    Fetched::Stale(..) | Fetched::Missing => None,
                 };
                 each(c * BATCH + i, &mut out, hit);
             }
@@ -162,7 +162,7 @@ impl<M: Mem> Engine<M> {
         let mark = out.len();
         match self.fetch(who, key, self.hash(key), out) {
             Fetched::Live(info, token) => Ok(Some((info, token))),
-            Fetched::Stale => {
+            Fetched::Stale(..) => {
                 out.truncate(mark);
                 Ok(None)
             }
@@ -183,7 +183,7 @@ impl<M: Mem> Engine<M> {
         let mut sink = SliceSink { buf, len: 0 };
         Ok(match self.fetch(who, key, self.hash(key), &mut sink) {
             Fetched::Live(..) => Some(sink.len),
-            Fetched::Stale | Fetched::Missing => None,
+            Fetched::Stale(..) | Fetched::Missing => None,
         })
     }
 
@@ -322,7 +322,7 @@ impl<M: Mem> Engine<M> {
         who: Who,
         lane: &mut Lane,
         key: &[u8],
-        mut f: impl FnMut(&mut Vec<u8>, &mut u32) -> Result<T, Error>,
+        mut f: impl FnMut(&mut Vec<u8>, &mut u32, &mut Vec<u64>) -> Result<T, Error>,
     ) -> Result<Option<T>, Error> {
         self.check_key(key)?;
         let hash = self.hash(key);
@@ -342,7 +342,7 @@ impl<M: Mem> Engine<M> {
                 continue;
             }
             let mut expires_at = found.info.expires_at;
-            let t = f(&mut buf, &mut expires_at)?;
+            let t = f(&mut buf, &mut expires_at, &mut ext)?;
             self.check_value(&buf)?;
             let new_w = self.append(who, lane, key, &buf, expires_at, hash, &ext)?;
             // The word was read before the append, which may have evicted and waited:
@@ -369,7 +369,7 @@ impl<M: Mem> Engine<M> {
         delta: u64,
         decr: bool,
     ) -> Result<Option<u64>, Error> {
-        self.rewrite(who, lane, key, |v, _| {
+        self.rewrite(who, lane, key, |v, _, _| {
             let n = parse_u64(v).ok_or(Error::NotANumber)?;
             let n = if decr {
                 n.saturating_sub(delta)
@@ -393,8 +393,34 @@ impl<M: Mem> Engine<M> {
         let at = self.expires_at(ttl)?;
         self.count(who, Counter::Touches);
         Ok(self
-            .rewrite(who, lane, key, |_, e| {
+            .rewrite(who, lane, key, |_, e, _| {
                 *e = at;
+                Ok(())
+            })?
+            .is_some())
+    }
+
+    /// Makes a live item stale at once (design.md §2.6): it expires now and is served as
+    /// stale for `grace`. The same copy-and-republish as `touch`, with the meta word's grace
+    /// replaced (or a meta word added). `true` if there was a live item.
+    pub(crate) fn mark_stale(
+        &self,
+        who: Who,
+        lane: &mut Lane,
+        key: &[u8],
+        grace: Duration,
+    ) -> Result<bool, Error> {
+        // Expired as of this second; 0 would mean "never", so the arena's first second
+        // rounds to 1 (stale a second late, once in an arena's life).
+        let now = self.now_rel().max(1);
+        let g = self.grace_secs(now, grace)?;
+        Ok(self
+            .rewrite(who, lane, key, |_, e, ext| {
+                *e = now;
+                match ext.first_mut() {
+                    Some(meta) => *meta = (*meta & !u64::from(u32::MAX)) | u64::from(g),
+                    None => ext.push(item_meta(g, 0, 0, false)),
+                }
                 Ok(())
             })?
             .is_some())
