@@ -347,3 +347,78 @@ fn the_metrics_file_counts_the_listeners_connections_commands_and_errors() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The meta protocol's stale-while-revalidate is larder's lease and stale grace: a memcached
+/// client and a linked one wait for each other's refresh, and see each other's stale values.
+#[test]
+fn meta_leases_and_stale_values_are_shared_with_linked_clients() {
+    use larder::{Leased, LoadOptions, SetOptions};
+    let srv = server("meta", &[]);
+    let cache = Cache::open(&srv.arena).unwrap();
+    let mut s = connect(&srv.sock);
+    let mut other = connect(&srv.sock);
+    let opts = LoadOptions::new().lease(Duration::from_secs(30));
+    let mut buf = Vec::new();
+
+    // A linked loader holds the key's lease: the memcached client is told to wait (Z).
+    let Leased::Acquired(lease) = cache.get_or_lease(b"a", &opts, &mut buf).unwrap() else {
+        panic!("the lease is free");
+    };
+    let r = text(&exchange(&mut s, b"mg a v N30\r\n", b"\r\n\r\n"));
+    assert!(r.starts_with("VA 0") && r.contains(" Z"), "{r}");
+    assert!(!r.contains(" W"), "{r}");
+    cache
+        .fill_lease(b"a", lease, b"loaded", &SetOptions::new().flags(3))
+        .unwrap();
+    assert_eq!(
+        text(&exchange(&mut s, b"mg a v f\r\n", b"loaded\r\n")),
+        "VA 6 f3\r\nloaded\r\n"
+    );
+
+    // The memcached client wins (W): a linked loader waits for it; its store on another
+    // connection gives the lease back.
+    let r = text(&exchange(&mut s, b"mg b v N30\r\n", b"\r\n\r\n"));
+    assert!(r.contains(" W"), "{r}");
+    assert!(matches!(
+        cache.get_or_lease(b"b", &opts, &mut buf).unwrap(),
+        Leased::Wait { .. }
+    ));
+    assert_eq!(
+        text(&exchange(&mut other, b"ms b 5 T60\r\nfresh\r\n", b"\r\n")),
+        "HD\r\n"
+    );
+    assert_eq!(cache.get(b"b").unwrap().as_deref(), Some(&b"fresh"[..]));
+    cache.delete(b"b").unwrap();
+    assert!(
+        matches!(
+            cache.get_or_lease(b"b", &opts, &mut buf).unwrap(),
+            Leased::Acquired(_)
+        ),
+        "the store gave the memcached client's lease back"
+    );
+
+    // `md … I` makes a value stale for everyone: linked `get` misses it, `get_stale`
+    // serves it, and one `mg` wins its refresh (X W) while the next is told to wait (X Z).
+    cache
+        .set(b"c", b"old", Some(Duration::from_secs(600)))
+        .unwrap();
+    assert_eq!(
+        text(&exchange(&mut s, b"md c I T30\r\n", b"\r\n")),
+        "HD\r\n"
+    );
+    assert_eq!(cache.get(b"c").unwrap(), None);
+    let st = cache
+        .get_stale(b"c")
+        .unwrap()
+        .expect("stale within its grace");
+    assert!(st.stale && st.value == b"old");
+    let r = text(&exchange(&mut s, b"mg c v t\r\n", b"old\r\n"));
+    assert!(r.starts_with("VA 3 t") && r.contains(" X W"), "{r}");
+    let r = text(&exchange(&mut other, b"mg c v\r\n", b"old\r\n"));
+    assert_eq!(r, "VA 3 Z X\r\nold\r\n");
+    // A refused request is answered as such and the connection goes on.
+    assert_eq!(
+        text(&exchange(&mut s, b"ms c 1 c\r\nx\r\nmn\r\n", b"MN\r\n")),
+        "CLIENT_ERROR c (return CAS) on ms is not supported by larderd: read the token with mg c\r\nMN\r\n"
+    );
+}

@@ -268,9 +268,13 @@ fn format_into(tmp: &Path, geo: &Geometry, config: &Config) -> Result<(), OpenEr
         nleases: geo.nleases,
         max_key: config.max_key,
         max_value: config.value_limit()?,
+        // One second before creation (layout 3): relative time 0 means "never expires", so
+        // no current time may be 0 — an item made stale in the arena's first second
+        // (`mark_stale`: expires now) would otherwise live on for that second.
         epoch: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(1),
         procs_off: geo.procs_off,
         tags_off: geo.tags_off,
         leases_off: geo.leases_off,

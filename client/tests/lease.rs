@@ -149,3 +149,62 @@ fn bad_keys_and_lease_times_are_errors() {
         Err(Error::InvalidTtl { .. })
     ));
 }
+
+#[test]
+fn mark_stale_and_get_revalidating_hand_out_one_refresh_of_a_stale_value() {
+    use larder::{Found, Revalidate};
+    let (_d, c) = cache("revalidate");
+    let long = Duration::from_secs(30);
+    let tagged = SetOptions::new()
+        .ttl(Duration::from_secs(600))
+        .tag("t")
+        .flags(7);
+    c.set_with(b"k", b"old", &tagged).unwrap();
+    assert!(c.mark_stale(b"k", Duration::from_secs(60)).unwrap());
+    assert!(!c.mark_stale(b"absent", long).unwrap());
+    // Stale now: get misses, get_stale serves it; flags and tags came through.
+    assert_eq!(c.get(b"k").unwrap(), None);
+    assert!(c.get_stale(b"k").unwrap().unwrap().stale);
+    let mut v = Vec::new();
+    let (found, first) = c.get_revalidating(b"k", &mut v, long, false, None).unwrap();
+    let Found::Stale(meta, left) = found else {
+        panic!("{found:?}")
+    };
+    assert_eq!((v.as_slice(), meta.flags), (&b"old"[..], 7));
+    assert!(
+        left <= Duration::from_secs(60) && left >= Duration::from_secs(58),
+        "{left:?}"
+    );
+    let Revalidate::Won(lease) = first else {
+        panic!("{first:?}")
+    };
+    let (_, second) = c.get_revalidating(b"k", &mut v, long, false, None).unwrap();
+    assert!(
+        matches!(second, Revalidate::Held(d) if d <= long),
+        "{second:?}"
+    );
+    c.invalidate_tag("t").unwrap();
+    assert!(c.get_stale(b"k").unwrap().is_none(), "its tag still counts");
+    c.fill_lease(b"k", lease, b"new", &SetOptions::new())
+        .unwrap();
+    // Live: no refresh unless near its end.
+    let (found, rv) = c.get_revalidating(b"k", &mut v, long, false, None).unwrap();
+    assert!(matches!(found, Found::Live(_, None)) && rv == Revalidate::NotNeeded);
+    c.set(b"n", b"v", Some(Duration::from_secs(10))).unwrap();
+    let (_, rv) = c
+        .get_revalidating(b"n", &mut v, long, false, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(rv, Revalidate::NotNeeded, "10 s left is not below 5 s");
+    let (_, rv) = c
+        .get_revalidating(b"n", &mut v, long, false, Some(Duration::from_secs(20)))
+        .unwrap();
+    let Revalidate::Won(l) = rv else {
+        panic!("{rv:?}")
+    };
+    c.release_lease(b"n", l).unwrap();
+    // A miss: a refresh only when asked to vivify.
+    let (found, rv) = c.get_revalidating(b"m", &mut v, long, false, None).unwrap();
+    assert_eq!((found, rv), (Found::Missing, Revalidate::NotNeeded));
+    let (_, rv) = c.get_revalidating(b"m", &mut v, long, true, None).unwrap();
+    assert!(matches!(rv, Revalidate::Won(_)));
+}

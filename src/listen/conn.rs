@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::exec::{execute, Flow};
-use super::text::{parse, Request};
+use super::text::parse;
 use super::Shared;
 
 /// The longest request line taken (a `get` of a few hundred keys). A longer one closes the
@@ -83,46 +83,46 @@ pub fn serve<S: Socket>(mut s: S, sh: &Shared) {
             }
             let line = pending[..nl].strip_suffix(b"\r").unwrap_or(&pending[..nl]);
             match parse(line) {
-                Ok(req @ Request::Store { bytes, .. }) => {
-                    if bytes > max_value as usize {
+                Ok(req) => match req.data_len() {
+                    Some(bytes) if bytes > max_value as usize => {
                         // As memcached: refuse, and drop the data block that follows.
                         out.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
                         state = State::Swallow(bytes + 2);
                         used += nl + 1;
                         break;
                     }
-                    let need = nl + 1 + bytes + 2;
-                    if pending.len() < need {
-                        break; // the rest of the data block is still to come
+                    Some(bytes) => {
+                        let need = nl + 1 + bytes + 2;
+                        if pending.len() < need {
+                            break; // the rest of the data block is still to come
+                        }
+                        let block = &pending[nl + 1..need];
+                        if &block[bytes..] != b"\r\n" {
+                            out.extend_from_slice(b"CLIENT_ERROR bad data chunk\r\n");
+                            sh.stats.protocol_errors.fetch_add(1, Relaxed);
+                        } else {
+                            execute(sh, &req, &block[..bytes], &mut out);
+                        }
+                        used += need;
                     }
-                    let block = &pending[nl + 1..need];
-                    if &block[bytes..] != b"\r\n" {
-                        out.extend_from_slice(b"CLIENT_ERROR bad data chunk\r\n");
-                        sh.stats.protocol_errors.fetch_add(1, Relaxed);
-                    } else {
-                        execute(
-                            &sh.cache,
-                            &sh.stats,
-                            sh.started,
-                            &req,
-                            &block[..bytes],
-                            &mut out,
-                        );
+                    None => {
+                        let flow = execute(sh, &req, &[], &mut out);
+                        used += nl + 1;
+                        if flow == Flow::Close {
+                            close = true;
+                            break;
+                        }
                     }
-                    used += need;
-                }
-                Ok(req) => {
-                    let flow = execute(&sh.cache, &sh.stats, sh.started, &req, &[], &mut out);
-                    used += nl + 1;
-                    if flow == Flow::Close {
-                        close = true;
-                        break;
-                    }
-                }
+                },
                 Err(refusal) => {
                     out.extend_from_slice(&refusal.reply());
                     sh.stats.protocol_errors.fetch_add(1, Relaxed);
                     used += nl + 1;
+                    // A refused `ms` whose length was readable: its data block is dropped.
+                    if let Some(bytes) = super::meta::refused_data_len(line) {
+                        state = State::Swallow(bytes + 2);
+                        break;
+                    }
                 }
             }
         }

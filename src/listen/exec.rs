@@ -7,6 +7,7 @@ use std::time::Duration;
 use larder::{Cache, CasOutcome, CasToken, Error, ItemMeta, SetOptions};
 
 use super::text::{Request, Store, RELATIVE_MAX};
+use super::Shared;
 use crate::units::unix_now;
 
 /// The listener's own counters, shown by `stats` (Relaxed throughout: statistics).
@@ -56,7 +57,7 @@ pub fn ttl(exptime: i64, now: u64) -> Ttl {
 }
 
 impl Ttl {
-    fn live(self) -> Option<Duration> {
+    pub(super) fn live(self) -> Option<Duration> {
         match self {
             Ttl::After(d) => Some(d),
             _ => None,
@@ -64,7 +65,7 @@ impl Ttl {
     }
 }
 
-fn line(out: &mut Vec<u8>, s: &str) {
+pub(super) fn line(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
@@ -84,7 +85,7 @@ fn value(out: &mut Vec<u8>, key: &[u8], v: &[u8], meta: ItemMeta, with_cas: bool
 }
 
 /// The reply for a library error met while serving a request.
-fn error(out: &mut Vec<u8>, e: &Error) {
+pub(super) fn error(out: &mut Vec<u8>, e: &Error) {
     match e {
         Error::ValueTooLarge { .. } => line(out, "SERVER_ERROR object too large for cache"),
         Error::ArenaFull => line(out, "SERVER_ERROR out of memory storing object"),
@@ -102,18 +103,17 @@ fn error(out: &mut Vec<u8>, e: &Error) {
 
 /// Serves one request. `data` is the data block of a storage command (without its
 /// `\r\n`). Replies are appended to `out` (nothing for `noreply`).
-pub fn execute(
-    cache: &Cache,
-    stats: &ListenerStats,
-    started: u64,
-    req: &Request<'_>,
-    data: &[u8],
-    out: &mut Vec<u8>,
-) -> Flow {
+pub fn execute(sh: &Shared, req: &Request<'_>, data: &[u8], out: &mut Vec<u8>) -> Flow {
     // Written in place; taken back for noreply, or when an error ends the request partway
     // (a reply is all or nothing).
     let mark = out.len();
-    match run(cache, stats, started, req, data, out) {
+    let done = match req {
+        Request::Meta(m) => {
+            super::meta_exec::run(sh, m, data, out).map(|()| (false, Flow::Continue))
+        }
+        _ => run(&sh.cache, &sh.stats, sh.started, req, data, out),
+    };
+    match done {
         Ok((quiet, flow)) => {
             if quiet {
                 out.truncate(mark);
@@ -262,11 +262,12 @@ fn run(
         Request::Quit => return Ok((true, Flow::Close)),
         Request::Shutdown => line(out, "ERROR: shutdown not enabled"),
         Request::MetaNoop => line(out, "MN"),
+        Request::Meta(_) => unreachable!("meta requests are served by meta_exec"),
     }
     Ok((false, Flow::Continue))
 }
 
-fn store(
+pub(super) fn store(
     cache: &Cache,
     cmd: Store,
     key: &[u8],

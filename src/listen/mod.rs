@@ -13,6 +13,9 @@
 
 pub mod conn;
 pub mod exec;
+pub mod leases;
+pub mod meta;
+pub mod meta_exec;
 pub mod text;
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -69,6 +72,8 @@ pub struct Shared {
     pub stats: ListenerStats,
     pub started: u64,
     pub idle_timeout: Duration,
+    /// Leases won by `mg` and not yet given back (leases.rs).
+    pub leases: leases::Leases,
     stop: AtomicBool,
 }
 
@@ -161,6 +166,7 @@ pub fn start(
         stats: ListenerStats::default(),
         started,
         idle_timeout: opts.idle_timeout,
+        leases: leases::Leases::default(),
         stop: AtomicBool::new(false),
     });
     let mut accepters = Vec::new();
@@ -264,6 +270,8 @@ impl Listener {
         while self.shared.stats.curr_connections.load(Relaxed) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Refreshes left unfinished: other clients need not wait for their leases to run out.
+        self.shared.leases.release_all(&self.shared.cache);
         for p in &self.sockets {
             let _ = std::fs::remove_file(p);
         }

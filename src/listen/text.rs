@@ -74,6 +74,22 @@ pub enum Request<'a> {
     /// `mn`, the meta protocol's no-op: clients send it after a batch of quiet requests and
     /// read `MN` to know every earlier reply has arrived.
     MetaNoop,
+    /// `mg`, `ms`, `md`, `ma` (meta.rs).
+    Meta(super::meta::Meta<'a>),
+}
+
+impl Request<'_> {
+    /// The length of the data block that follows the line, for the requests that have one.
+    pub fn data_len(&self) -> Option<usize> {
+        match self {
+            Request::Store { bytes, .. } => Some(*bytes),
+            Request::Meta(m) => match m.cmd {
+                super::meta::Cmd::Set(n) => Some(n),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// What memcached answers a line it cannot take with.
@@ -252,7 +268,9 @@ pub fn parse(line: &[u8]) -> Result<Request<'_>, Refusal> {
         },
         b"quit" if args.is_empty() => Ok(Request::Quit),
         b"shutdown" => Ok(Request::Shutdown),
-        b"mn" if args.is_empty() => Ok(Request::MetaNoop),
+        // memcached ignores what follows `mn`.
+        b"mn" => Ok(Request::MetaNoop),
+        b"mg" | b"ms" | b"md" | b"ma" => super::meta::parse(cmd, args).map(Request::Meta),
         _ => Err(Refusal::Unknown),
     }
 }

@@ -8,6 +8,6 @@ mod revalidate;
 mod write;
 
 pub use lease::{Lease, Leased};
-pub use revalidate::{Found, Revalidate};
 pub use options::{LoadError, LoadOptions, MaybeStale, SetOptions};
+pub use revalidate::{Found, Revalidate};
 pub use write::{Store, WriteBehind, WriteError, WriteThrough};

@@ -80,9 +80,7 @@ impl Cache {
                 LeaseTry::Acquired(word) => (found, Revalidate::Won(Lease::new(hash, word))),
                 LeaseTry::Held { until_ms } => (
                     found,
-                    Revalidate::Held(Duration::from_millis(
-                        until_ms.saturating_sub(e.now_ms()),
-                    )),
+                    Revalidate::Held(Duration::from_millis(until_ms.saturating_sub(e.now_ms()))),
                 ),
             })
         })?

@@ -410,8 +410,9 @@ impl<M: Mem> Engine<M> {
         key: &[u8],
         grace: Duration,
     ) -> Result<bool, Error> {
-        // Expired as of this second; 0 would mean "never", so the arena's first second
-        // rounds to 1 (stale a second late, once in an arena's life).
+        // Expired as of this second. An arena's epoch is a second before its creation, so
+        // the current relative time is never 0 ("never"); a damaged or older clock that
+        // gives 0 still stores 1, not "never".
         let now = self.now_rel().max(1);
         let g = self.grace_secs(now, grace)?;
         Ok(self
