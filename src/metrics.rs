@@ -44,17 +44,12 @@ pub struct ListenerMetrics {
     pub bytes_written: u64,
 }
 
-/// Renders one complete exposition.
-pub fn render(stats: &Stats, info: &ArenaInfo, d: &DaemonMetrics, now: u64) -> String {
-    let label = format!("{{arena=\"{}\"}}", escape(&info.path.to_string_lossy()));
-    let mut out = String::with_capacity(4096);
-    let mut put = |name: &str, kind: &str, help: &str, value: f64| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        let _ = writeln!(out, "{name}{label} {value}");
-    };
-    if let Some(l) = &d.listener {
-        for (name, kind, help, v) in [
+impl ListenerMetrics {
+    /// Each counter as (Prometheus name, type, help, value): the metrics file and `cachectl
+    /// stats --listener` print the same names.
+    pub fn samples(&self) -> [(&'static str, &'static str, &'static str, u64); 10] {
+        let l = self;
+        [
             (
                 "larder_listener_connections",
                 "gauge",
@@ -115,7 +110,46 @@ pub fn render(stats: &Stats, info: &ArenaInfo, d: &DaemonMetrics, now: u64) -> S
                 "Bytes the listener wrote to clients.",
                 l.bytes_written,
             ),
-        ] {
+        ]
+    }
+
+    /// The counters from the listener's reply to memcached's `stats` (its `STAT name value`
+    /// lines); `None` if a counter is missing.
+    pub fn from_stats_reply(reply: &str) -> Option<ListenerMetrics> {
+        let stat = |name: &str| {
+            reply.lines().find_map(|l| {
+                let mut t = l.trim_end().splitn(3, ' ');
+                (t.next() == Some("STAT") && t.next() == Some(name))
+                    .then(|| t.next()?.parse::<u64>().ok())
+                    .flatten()
+            })
+        };
+        Some(ListenerMetrics {
+            connections: stat("curr_connections")?,
+            connections_total: stat("total_connections")?,
+            rejected_connections: stat("rejected_connections")?,
+            cmd_get: stat("cmd_get")?,
+            cmd_set: stat("cmd_set")?,
+            cmd_touch: stat("cmd_touch")?,
+            cmd_flush: stat("cmd_flush")?,
+            protocol_errors: stat("protocol_errors")?,
+            bytes_read: stat("bytes_read")?,
+            bytes_written: stat("bytes_written")?,
+        })
+    }
+}
+
+/// Renders one complete exposition.
+pub fn render(stats: &Stats, info: &ArenaInfo, d: &DaemonMetrics, now: u64) -> String {
+    let label = format!("{{arena=\"{}\"}}", escape(&info.path.to_string_lossy()));
+    let mut out = String::with_capacity(4096);
+    let mut put = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name}{label} {value}");
+    };
+    if let Some(l) = &d.listener {
+        for (name, kind, help, v) in l.samples() {
             put(name, kind, help, v as f64);
         }
     }

@@ -348,6 +348,49 @@ fn the_metrics_file_counts_the_listeners_connections_commands_and_errors() {
     }
 }
 
+#[test]
+fn cachectl_stats_shows_the_listeners_counters() {
+    let srv = server("ctlstats", &[]);
+    let mut s = connect(&srv.sock);
+    exchange(&mut s, b"set k 0 0 1\r\nv\r\nget k k\r\n", b"END\r\n");
+    exchange(&mut s, b"bogus\r\n", b"\r\n");
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cachectl"))
+            .env_remove("LARDER_ARENA")
+            .arg("--arena")
+            .arg(&srv.arena)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let sock = srv.sock.to_str().unwrap();
+    let (code, out, err) = ctl(&["stats", "--json", "--listener", sock]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let l = &v["listener"];
+    // cachectl's own connection is one of them, and its `stats` is not yet counted.
+    assert_eq!(l["connections"], 2, "{v}");
+    assert_eq!(l["get_keys_total"], 2, "{v}");
+    assert_eq!(l["set_total"], 1, "{v}");
+    assert_eq!(l["protocol_errors_total"], 1, "{v}");
+    let (_, out, _) = ctl(&["stats", "--format", "prometheus", "--listener", sock]);
+    assert!(out.contains("\nlarder_listener_set_total 1\n"), "{out}");
+    let (_, out, _) = ctl(&["stats", "--listener", sock]);
+    assert!(
+        out.contains("listener ") && out.contains("protocol errors 1"),
+        "{out}"
+    );
+    // A listener that is not there: a clear error, exit 2.
+    let (code, _, err) = ctl(&["stats", "--listener", "/nonexistent/larder.sock"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot reach larderd's listener"), "{err}");
+}
+
 /// The meta protocol's stale-while-revalidate is larder's lease and stale grace: a memcached
 /// client and a linked one wait for each other's refresh, and see each other's stale values.
 #[test]

@@ -17,7 +17,11 @@ fn sample() -> Vec<Entry> {
                 _ => Some(Duration::from_secs(u64::from(i))),
             },
             grace: (i % 3 == 1).then(|| Duration::from_secs(u64::from(i))),
-            flags: if i % 5 == 0 { i.wrapping_mul(0x0101_0101) } else { 0 },
+            flags: if i % 5 == 0 {
+                i.wrapping_mul(0x0101_0101)
+            } else {
+                0
+            },
         })
         .collect()
 }

@@ -223,11 +223,16 @@ pub enum Cmd {
     ///
     /// Totals are summed over every process that ever attached (dead ones included). The
     /// process list shows the clients attached now (cachectl itself excluded), each with
-    /// its counts since it attached.
+    /// its counts since it attached. With --listener, also the counters of larderd's
+    /// memcached listener at ADDR (connections, commands, protocol errors, bytes).
     Stats {
         /// Output format (--json is the same as --format json)
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<StatsFormat>,
+        /// Also ask larderd's memcached listener at ADDR (host:port or a socket path) for
+        /// its counters
+        #[arg(long, value_name = "ADDR")]
+        listener: Option<String>,
     },
 
     /// Describe the arena: path, size, layout, limits, daemon, last snapshot, clean/dirty

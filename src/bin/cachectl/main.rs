@@ -9,6 +9,7 @@
 
 mod cli;
 mod fmt;
+mod listener;
 mod ops;
 mod transfer;
 
@@ -257,7 +258,13 @@ fn run(cli: Cli, out: &mut Out) -> anyhow::Result<Status> {
                 writeln!(out, "flushed {n} items")?;
             }
         }
-        Cmd::Stats { format } => return ops::stats(&cache, format, out),
+        Cmd::Stats {
+            format,
+            listener: addr,
+        } => {
+            let l = addr.as_deref().map(listener::query).transpose()?;
+            return ops::stats(&cache, format, l.as_ref(), out);
+        }
         Cmd::Info => return ops::info(&cache, out),
         Cmd::Snapshot { timeout } => return ops::snapshot(&cache, timeout, out),
         Cmd::Watch { interval, count } => return ops::watch(&cache, interval, count, out),

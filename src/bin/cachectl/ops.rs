@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use larder::{ArenaInfo, Cache, Counters, Stats};
-use larderd::metrics::counters;
+use larderd::metrics::{counters, ListenerMetrics};
 use serde_json::{json, Map, Value};
 
 use crate::cli::StatsFormat;
@@ -38,7 +38,12 @@ fn pct(part: u64, whole: u64) -> f64 {
 }
 
 /// `cachectl stats`.
-pub fn stats(cache: &Cache, format: Option<StatsFormat>, out: &mut Out) -> anyhow::Result<Status> {
+pub fn stats(
+    cache: &Cache,
+    format: Option<StatsFormat>,
+    listener: Option<&ListenerMetrics>,
+    out: &mut Out,
+) -> anyhow::Result<Status> {
     let s = cache.stats();
     let format = format.unwrap_or(if out.json {
         StatsFormat::Json
@@ -61,8 +66,18 @@ pub fn stats(cache: &Cache, format: Option<StatsFormat>, out: &mut Out) -> anyho
                 "attached_at": p.attached_at,
                 "counters": counters_json(&p.counters),
             })).collect::<Vec<_>>(),
+            "listener": listener.map(|l| Value::Object(l.samples().iter().map(|(name, _, _, v)| {
+                (name.trim_start_matches("larder_listener_").to_string(), json!(v))
+            }).collect())),
         }))?,
-        StatsFormat::Prometheus => prometheus(&s, out)?,
+        StatsFormat::Prometheus => {
+            prometheus(&s, out)?;
+            for (name, kind, help, v) in listener.map(|l| l.samples()).into_iter().flatten() {
+                writeln!(out, "# HELP {name} {help}")?;
+                writeln!(out, "# TYPE {name} {kind}")?;
+                writeln!(out, "{name} {v}")?;
+            }
+        }
         StatsFormat::Text => {
             let t = &s.totals;
             writeln!(out, "items            {}", s.items)?;
@@ -81,6 +96,24 @@ pub fn stats(cache: &Cache, format: Option<StatsFormat>, out: &mut Out) -> anyho
             writeln!(out, "hit ratio        {:.2}%", t.hit_ratio() * 100.0)?;
             for (name, v, _) in counters(t) {
                 writeln!(out, "{:<16} {v}", name.replace('_', " "))?;
+            }
+            if let Some(l) = listener {
+                writeln!(
+                    out,
+                    "listener         {} connections ({} accepted, {} refused)",
+                    l.connections, l.connections_total, l.rejected_connections
+                )?;
+                writeln!(
+                    out,
+                    "  get keys {}, sets {}, touches {}, flushes {}, protocol errors {}",
+                    l.cmd_get, l.cmd_set, l.cmd_touch, l.cmd_flush, l.protocol_errors
+                )?;
+                writeln!(
+                    out,
+                    "  read {}, written {}",
+                    fmt::size(l.bytes_read),
+                    fmt::size(l.bytes_written)
+                )?;
             }
             let procs: Vec<_> = others(&s).collect();
             writeln!(out, "processes        {} attached", procs.len())?;
