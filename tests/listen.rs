@@ -348,6 +348,44 @@ fn the_metrics_file_counts_the_listeners_connections_commands_and_errors() {
     }
 }
 
+/// The documented difference from memcached: a CAS token names the exact item, so `touch`
+/// (a copy with the new expiry) gives the value a new token, and a `cas` with the old one
+/// answers EXISTS; the client re-reads, as after any other change.
+#[test]
+fn a_touch_gives_a_new_cas_token_and_the_old_one_answers_exists() {
+    let srv = server("castouch", &[]);
+    let mut s = connect(&srv.sock);
+    let token = |s: &mut UnixStream| {
+        let got = text(&exchange(s, b"gets t\r\n", b"END\r\n"));
+        got.lines()
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    exchange(&mut s, b"set t 0 0 1\r\na\r\n", b"\r\n");
+    let before = token(&mut s);
+    assert_eq!(token(&mut s), before, "a read keeps the token");
+    assert_eq!(
+        text(&exchange(&mut s, b"touch t 100\r\n", b"\r\n")),
+        "TOUCHED\r\n"
+    );
+    let after = token(&mut s);
+    assert_ne!(after, before, "larder's token changes on touch");
+    let stale = format!("cas t 0 0 1 {before}\r\nb\r\n");
+    assert_eq!(
+        text(&exchange(&mut s, stale.as_bytes(), b"\r\n")),
+        "EXISTS\r\n"
+    );
+    let fresh = format!("cas t 0 0 1 {after}\r\nb\r\n");
+    assert_eq!(
+        text(&exchange(&mut s, fresh.as_bytes(), b"\r\n")),
+        "STORED\r\n"
+    );
+}
+
 #[test]
 fn cachectl_stats_shows_the_listeners_counters() {
     let srv = server("ctlstats", &[]);
