@@ -500,6 +500,21 @@ fn info_and_snapshot_without_daemon() {
     ] {
         assert!(t.contains(s), "{s:?} not in\n{t}");
     }
+    // Overwritten again and again with small values: the dead copies awaiting eviction are
+    // not counted, so the average is the live items' (8 + 5-byte keys + 100, padded: 120),
+    // and no advice is given for an index planned near it.
+    c.flush().unwrap();
+    for round in 0..5u8 {
+        for i in 0..10_000 {
+            c.set(format!("k{i:04}").as_bytes(), &[round; 100], None)
+                .unwrap();
+        }
+    }
+    let j = go(&p, &["info", "--json"]).json();
+    let avg = j["avg_item_size"].as_u64().unwrap();
+    assert!((112..=128).contains(&avg), "live items average {avg}");
+    let t = go(&p, &["info"]).stdout();
+    assert!(!t.contains("--avg-item-size"), "{t}");
 
     let r = go(&p, &["snapshot", "--timeout", "2s"]);
     assert_error(&r, &["no daemon is attached to", "larderd"]);

@@ -820,3 +820,122 @@ fn snapshots_are_written_periodically() {
         std::fs::metadata(&snap).unwrap().len()
     );
 }
+
+/// Small arenas work with the default limits (segments and the value limit follow the
+/// size), and say their layout at start; a size no arena can have is a bad argument.
+#[test]
+fn small_arenas_start_with_their_own_limits_and_a_too_small_one_exits_2() {
+    for (size, seg, max_value) in [
+        ("1MiB", 64u64 << 10, 65_198u32),
+        ("8MiB", 128 << 10, 130_734),
+    ] {
+        let dir = tempdir("small");
+        let arena = dir.0.join("arena");
+        // No value limit given: the default follows the arena's size.
+        let mut d = start_with(
+            &dir.0,
+            &arena,
+            &[("LARDER_SIZE", size), ("LARDER_MAX_VALUE", "")],
+        );
+        assert!(
+            d.log().contains(&format!("segment_size={seg}")),
+            "{size}: {}",
+            d.log()
+        );
+        let c = larder::Cache::open(&arena).unwrap();
+        let info = c.info();
+        assert_eq!(
+            (info.segment_size, info.max_value),
+            (seg, max_value),
+            "{size}"
+        );
+        // Filled several times over: items are evicted, the newest are there, the largest
+        // value is stored.
+        for i in 0..60_000u32 {
+            c.set(format!("k{i}").as_bytes(), &[7u8; 200], None)
+                .unwrap();
+        }
+        assert_eq!(c.get(b"k59999").unwrap().as_deref(), Some(&[7u8; 200][..]));
+        let big = vec![1u8; max_value as usize];
+        c.set(b"big", &big, None).unwrap();
+        assert_eq!(c.get(b"big").unwrap().as_deref(), Some(&big[..]));
+        let t = c.stats().totals;
+        assert!(t.evictions + t.index_evictions > 0, "{size}: {t:?}");
+        drop(c);
+        assert!(d.stop().success(), "{}", d.log());
+    }
+    let dir = tempdir("tiny");
+    let out = Command::new(env!("CARGO_BIN_EXE_larderd"))
+        .env("LARDER_ARENA", dir.0.join("arena"))
+        .env("LARDER_SIZE", "100KiB")
+        .env_remove("LARDER_MAX_VALUE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--size 102400") && err.contains("fewer than 4 segments"),
+        "{err}"
+    );
+    assert!(!dir.0.join("arena").exists(), "nothing is created");
+}
+
+/// An arena on a disk file system is called out at start (and by `cachectl info`), one on
+/// tmpfs is not. `stat -f` (coreutils) is the independent judge of which is which.
+#[test]
+fn an_arena_on_a_disk_file_system_is_called_out() {
+    let fs_of = |d: &Path| {
+        let out = Command::new("stat")
+            .args(["-f", "-c", "%T"])
+            .arg(d)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let disk_dir = tempfile::Builder::new()
+        .prefix("larderd-fs-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let shm = Path::new("/dev/shm");
+    let mut dirs = vec![disk_dir.path().to_owned()];
+    if shm.is_dir() {
+        dirs.push(
+            tempfile::Builder::new()
+                .prefix("larderd-fs-")
+                .tempdir_in(shm)
+                .unwrap()
+                .keep(),
+        );
+    }
+    let mut seen_disk = false;
+    for d in dirs {
+        let memory = ["tmpfs", "ramfs", "hugetlbfs"].contains(&fs_of(&d).as_str());
+        seen_disk |= !memory;
+        let arena = d.join("arena");
+        let mut daemon = start_with(&d, &arena, &[]);
+        let log = daemon.log();
+        assert_eq!(
+            log.contains("is on a disk file system"),
+            !memory,
+            "{}: {log}",
+            d.display()
+        );
+        assert_eq!(log.contains("arena in memory"), memory, "{log}");
+        let info = Command::new(env!("CARGO_BIN_EXE_cachectl"))
+            .env_remove("LARDER_ARENA")
+            .arg("--arena")
+            .arg(&arena)
+            .arg("info")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&info.stdout);
+        assert_eq!(text.contains("NOT in memory"), !memory, "{text}");
+        assert!(daemon.stop().success());
+        if memory {
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+    if !seen_disk {
+        eprintln!("the target directory is on tmpfs here: the disk case was not met");
+    }
+}

@@ -170,9 +170,9 @@ struct MemoryArgs {
     quick: bool,
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 100, 1024, 16384])]
     values: Vec<usize>,
-    /// Memory for each system, MiB.
-    #[arg(long, default_value_t = 256)]
-    mem_mib: u32,
+    /// Memory for each system, MiB (a list: one measurement per size).
+    #[arg(long, value_delimiter = ',', default_values_t = [16u32, 64, 256, 1024, 4096])]
+    mem_mib: Vec<u32>,
     /// Also measure redis-server with maxmemory.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     redis: bool,
@@ -261,7 +261,7 @@ fn eviction_opts(a: &EvictionArgs) -> eviction::Opts {
 fn memory_opts(a: &MemoryArgs) -> memory::Opts {
     memory::Opts {
         values: if a.quick { vec![100] } else { a.values.clone() },
-        mem_mb: a.mem_mib,
+        mem_mbs: if a.quick { vec![16] } else { a.mem_mib.clone() },
         redis: a.redis,
         sample: if a.quick { 2_000 } else { a.sample },
         out: a.out.clone(),

@@ -33,10 +33,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// An arena file of `capacity_bytes` bytes, with defaults: keys up to 250 bytes,
-    /// values up to 1 MiB (less if a smaller [`Config::segment_size`] is given: the
-    /// largest value that fits a segment with every extension word), 256 processes, index
-    /// sized for 128-byte items, mode 0660.
+    /// An arena file of `capacity_bytes` bytes (1 MiB and up), with defaults: keys up to 250
+    /// bytes, segments of about a sixty-fourth of the arena (64 KiB to 2 MiB), values up to
+    /// 1 MiB or the largest that fits such a segment with every extension word (arenas
+    /// under 128 MiB), 256 processes, index sized for 128-byte items, mode 0660.
     pub fn new(capacity_bytes: u64) -> Config {
         Config {
             capacity: capacity_bytes,
@@ -60,8 +60,10 @@ impl Config {
         self
     }
     /// Segment size (a power of two from 64 KiB to 1 GiB, at least the largest item with
-    /// every extension word: header, key, value, and up to 72 bytes of stale grace, tags
-    /// and load time). Default: the smallest power of two ≥ max(1 MiB, largest item).
+    /// every extension word: header, key, value, and up to 80 bytes of stale grace, tags,
+    /// load time and client flags). Default: about a sixty-fourth of the arena (64 KiB to
+    /// 2 MiB); with an explicit value limit, at least the smallest power of two that holds
+    /// its largest item.
     pub fn segment_size(mut self, n: u64) -> Config {
         self.segment_size = Some(n);
         self
@@ -106,11 +108,17 @@ impl Config {
     fn limits(&self) -> Result<(u32, u64), OpenError> {
         let ext = MAX_EXT_WORDS * 8 + u64::from(self.max_key);
         let fits = |seg: u64| seg.saturating_sub(ITEM_HEADER_SIZE + ext);
+        let auto = auto_segment_size(self.capacity);
         let max_value = match (self.max_value, self.segment_size) {
             (Some(v), _) => v,
-            // The default limit, lowered to what an explicit segment size can hold.
-            (None, Some(seg)) => u32::try_from(fits(seg)).unwrap_or(u32::MAX).min(1 << 20),
-            (None, None) => 1 << 20,
+            // The default limit, lowered to what the segment (explicit, or chosen from the
+            // arena's size) can hold.
+            (None, Some(seg)) => u32::try_from(fits(seg))
+                .unwrap_or(u32::MAX)
+                .min(DEFAULT_MAX_VALUE),
+            (None, None) => u32::try_from(fits(auto))
+                .unwrap_or(u32::MAX)
+                .min(DEFAULT_MAX_VALUE),
         };
         if max_value > VALUE_LEN_LIMIT {
             return Err(Self::invalid(format!(
@@ -118,9 +126,12 @@ impl Config {
             )));
         }
         let largest = item_size(ext, u64::from(max_value));
-        let seg = match self.segment_size {
-            Some(s) => s,
-            None => largest.max(1 << 20).next_power_of_two(),
+        let seg = match (self.segment_size, self.max_value) {
+            (Some(s), _) => s,
+            (None, None) => auto,
+            // An explicit value limit: the smallest power of two that holds its largest item,
+            // and no smaller than the arena's size calls for (at most 1 MiB, as before).
+            (None, Some(_)) => largest.next_power_of_two().max(auto.min(1 << 20)),
         };
         if !seg.is_power_of_two()
             || !(MIN_SEG_SHIFT..=MAX_SEG_SHIFT).contains(&seg.trailing_zeros())
@@ -138,6 +149,13 @@ impl Config {
             )));
         }
         Ok((max_value, seg))
+    }
+
+    /// Checks everything [`Cache::create`](crate::Cache::create) would check of this
+    /// configuration, without creating anything: the limits, and that the capacity holds
+    /// the index and enough segments. Returns the segment size and count it plans.
+    pub fn check(&self) -> Result<(u64, u32), OpenError> {
+        self.plan().map(|g| (g.seg_size(), g.nsegs))
     }
 
     /// The longest value an arena created from this configuration accepts.
@@ -319,6 +337,22 @@ fn random_seed() -> u64 {
 /// arithmetic on it (milliseconds for leases, the 2³¹-second expiry range) then has decades
 /// of bits to spare; a header saying more is damaged.
 const MAX_EPOCH: u64 = 1 << 36;
+
+/// The value limit when none is given: 1 MiB, or what a small arena's segments hold.
+const DEFAULT_MAX_VALUE: u32 = 1 << 20;
+
+/// The segment size an arena of `capacity` bytes gets when neither a segment size nor a
+/// value limit is given: about a sixty-fourth of the arena, a power of two from 64 KiB to
+/// 2 MiB. Small arenas need small segments: the copy-forward reserve is two segments
+/// whatever their size (a 16 MiB arena of 2 MiB segments kept 29 % of its log idle), and
+/// eviction frees a whole segment at a time. From 128 MiB up the segments are 2 MiB and
+/// the value limit 1 MiB.
+pub(crate) fn auto_segment_size(capacity: u64) -> u64 {
+    let target = (capacity / 64).max(1);
+    // The largest power of two not above the target.
+    let floor = 1u64 << (63 - target.leading_zeros());
+    floor.clamp(1 << MIN_SEG_SHIFT, 2 << 20)
+}
 
 /// Extension words a write may put between an item's header and its key: the meta word,
 /// up to `MAX_TAGS` tags and the client flags word (design.md §2.6).

@@ -398,6 +398,13 @@ impl Cache {
         self.inner.eng.stats()
     }
 
+    /// The mean size of the live items (8-byte header, extension words, key, value, padding
+    /// to 8), from a sample of up to 10 000 of them; `None` when the arena is empty. What
+    /// `--avg-item-size` should be: dead space awaiting eviction is not counted.
+    pub fn sampled_item_size(&self) -> Option<u64> {
+        self.inner.eng.sampled_item_size(10_000)
+    }
+
     /// `true` if the daemon replaced this arena file: re-open the path to get the new one.
     pub fn is_retired(&self) -> bool {
         // Relaxed: an advisory flag.

@@ -35,6 +35,8 @@ mod admin;
 #[cfg(not(larder_loom))]
 mod arena;
 #[cfg(not(larder_loom))]
+mod backing;
+#[cfg(not(larder_loom))]
 mod cache;
 mod error;
 #[cfg(not(larder_loom))]
@@ -61,6 +63,8 @@ pub use protocol::layout;
 
 #[cfg(not(larder_loom))]
 pub use arena::{default_arena_path, Config};
+#[cfg(not(larder_loom))]
+pub use backing::Backing;
 #[cfg(not(larder_loom))]
 pub use cache::{Cache, CasOutcome, CasToken, Entry, ItemMeta, Keys};
 pub use error::{Error, OpenError};

@@ -870,3 +870,44 @@ fn skewed_overwrites_of_a_half_full_cache_evict_nothing() {
     let s = c.stats();
     assert_eq!(lost, 0, "{lost} of {n} keys lost: {s:?}");
 }
+
+#[test]
+fn arenas_from_1_mib_up_work_with_the_default_limits() {
+    for (cap, seg) in [
+        (1u64 << 20, 64u64 << 10),
+        (8 << 20, 128 << 10),
+        (16 << 20, 256 << 10),
+        (256 << 20, 2 << 20),
+    ] {
+        let d = TempDir::new("api");
+        let config = Config::new(cap).huge_pages(false);
+        let (planned_seg, segs) = config.check().unwrap();
+        assert_eq!(planned_seg, seg, "{cap}");
+        assert!(segs >= 13, "{cap}: {segs} segments");
+        let c = Cache::create(d.arena(), &config).unwrap();
+        let (_, max_value) = c.limits();
+        assert_eq!(
+            u64::from(max_value),
+            (seg - 8 - 80 - 250).min(1 << 20),
+            "the value limit follows the segment size, at most 1 MiB"
+        );
+        // Enough to evict in the small arenas; a bounded number in the large one.
+        let n = (cap / 100).min(200_000) as u32;
+        for i in 0..n {
+            c.set(format!("k{i}").as_bytes(), &[3u8; 100], None)
+                .unwrap();
+        }
+        assert!(c.get(format!("k{}", n - 1).as_bytes()).unwrap().is_some());
+        let big = vec![5u8; max_value as usize];
+        c.set(b"big", &big, None).unwrap();
+        assert_eq!(c.get(b"big").unwrap().as_deref(), Some(&big[..]));
+        assert!(matches!(
+            c.set(b"big", &vec![0; max_value as usize + 1], None),
+            Err(Error::ValueTooLarge { .. })
+        ));
+    }
+    assert!(matches!(
+        Config::new(100 << 10).check(),
+        Err(OpenError::InvalidConfig { .. })
+    ));
+}

@@ -31,9 +31,10 @@ pub(crate) struct Args {
     /// Longest key accepted, in bytes (1..=255)
     #[arg(long, env = "LARDER_MAX_KEY", default_value_t = 250)]
     pub(crate) max_key: u32,
-    /// Longest value accepted, with units (at most 16MiB - 1)
-    #[arg(long, env = "LARDER_MAX_VALUE", default_value = "1MiB", value_parser = units::parse_size)]
-    pub(crate) max_value: u64,
+    /// Longest value accepted, with units (at most 16MiB - 1) [default: 1MiB, or the largest
+    /// value a segment of a small arena holds: segments are about a sixty-fourth of the arena]
+    #[arg(long, env = "LARDER_MAX_VALUE", value_parser = units::parse_size)]
+    pub(crate) max_value: Option<u64>,
     /// Typical item size (8-byte header + key + value), with units: sizes the index. Items
     /// much larger than this leave index slots unused (memory the log could have had); much
     /// smaller ones fill the index first, which then drops items. `cachectl info` shows

@@ -74,6 +74,40 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     // Before any thread exists, so every thread (the snapshot writer) inherits the mask and
     // the signals can only be taken by the main loop.
     let signals = Signals::block()?;
+    // A configuration no arena can have is a bad argument (exit 2, like clap's), found
+    // before anything is created or locked.
+    let max_value = args
+        .max_value
+        .map(|v| {
+            u32::try_from(v)
+                .map_err(|_| anyhow::Error::new(Exit(2)).context("--max-value must be below 4 GiB"))
+        })
+        .transpose()?;
+    let config = {
+        let c = Config::new(args.size)
+            .max_key_len(args.max_key)
+            .avg_item_size(args.avg_item_size)
+            .mode(args.mode)
+            .huge_pages(args.huge_pages);
+        match max_value {
+            Some(v) => c.max_value_len(v),
+            None => c,
+        }
+    };
+    let (segment, segments) = config.check().map_err(|e| {
+        anyhow::Error::new(Exit(2)).context(format!(
+            "--size {} with these limits is not an arena larderd can make: {e}",
+            args.size
+        ))
+    })?;
+    tracing::info!(
+        size = args.size,
+        segment_size = segment,
+        segments,
+        max_value = config.value_limit().unwrap_or(0),
+        max_key = args.max_key,
+        "arena layout"
+    );
     let notifier = Notifier::from_env();
     let gid = args.group.as_deref().map(lookup_group).transpose()?;
     let path = args
@@ -93,14 +127,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let _lock = take_daemon_lock(&path)?;
-    let max_value = u32::try_from(args.max_value).context("--max-value must be below 4 GiB")?;
-    let config = Config::new(args.size)
-        .max_key_len(args.max_key)
-        .max_value_len(max_value)
-        .avg_item_size(args.avg_item_size)
-        .mode(args.mode)
-        .huge_pages(args.huge_pages);
     let (cache, origin) = attach_or_create(&path, &config)?;
+    match larder::Backing::of(&path) {
+        Ok(b) => match b.warning(&path) {
+            Some(w) => tracing::warn!(file_system = b.name(), "{w}"),
+            None => tracing::info!(file_system = b.name(), "arena in memory"),
+        },
+        Err(e) => tracing::warn!(error = %e, "cannot tell which file system the arena is on"),
+    }
     set_owner(&path, args.mode, gid)?;
     cache.mark_daemon_attached(std::process::id());
     let reaped = cache.reclaim_dead_clients()?;

@@ -21,7 +21,8 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts the larderd at `exe` (a test passes `env!("CARGO_BIN_EXE_larderd")`) on `arena` (8 MiB, 4 KiB values, no inherited service environment)
-    /// plus `env`, which overrides those defaults; logs to `dir/larderd-<tag>.log`. Does not
+    /// plus `env`, which overrides those defaults (an empty value unsets one); logs to
+    /// `dir/larderd-<tag>.log`. Does not
     /// wait: see [`Daemon::ready`].
     pub fn spawn(
         exe: impl AsRef<Path>,
@@ -52,10 +53,14 @@ impl Daemon {
             .env("LARDER_MAX_VALUE", "4KiB")
             .env("NOTIFY_SOCKET", &sock)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied().filter(|(_, v)| !v.is_empty()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("daemon log file"));
+        // An empty value unsets the variable (so the daemon's own default applies).
+        for (k, _) in env.iter().filter(|(_, v)| v.is_empty()) {
+            cmd.env_remove(k);
+        }
         let child = cmd.spawn().expect("spawn larderd");
         Daemon { child, notify, log }
     }

@@ -150,4 +150,21 @@ impl<M: Mem> Engine<M> {
             processes,
         }
     }
+
+    /// Mean bytes the log holds per item (header, extension words, key, value, padding) over
+    /// up to `max` items reachable through the index, taken in index order (by hash: a
+    /// sample of the keys). Dead space — overwritten or deleted items not yet evicted — is
+    /// not counted, unlike log-in-use ÷ items. `None` without items.
+    pub(crate) fn sampled_item_size(&self, max: u64) -> Option<u64> {
+        let (mut n, mut bytes) = (0u64, 0u64);
+        self.for_each_slot(|slot, w| {
+            if n < max {
+                if let Some(size) = self.read_validated(slot, w, |_, h, _| h.size) {
+                    n += 1;
+                    bytes += size;
+                }
+            }
+        });
+        (n > 0).then(|| bytes / n)
+    }
 }

@@ -263,10 +263,11 @@ fn is_zombie(pid: u32) -> bool {
 pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
     let i = cache.info();
     let stats = cache.stats();
-    // Log bytes in use per item: dead space not yet evicted counts too, so an upper bound.
-    let avg_item = (stats.items > 0).then(|| stats.bytes_used / stats.items);
+    // Live items only (a sample): dead space awaiting eviction would inflate it.
+    let avg_item = cache.sampled_item_size();
     let (req, done, snap_time, snap_bytes) = cache.snapshot_status();
     let huge = cache.huge_page_bytes();
+    let backing = larder::Backing::of(&i.path).ok();
     let d = daemon(&i);
     let now = fmt::unix_now();
     let state = match (d, i.clean) {
@@ -291,6 +292,8 @@ pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
             "planned_item_size": i.planned_item_size,
             "avg_item_size": avg_item,
             "huge_page_bytes": huge,
+            "file_system": backing.as_ref().map(|b| b.name().to_string()),
+            "in_memory": backing.as_ref().map(|b| matches!(b, larder::Backing::Memory(_))),
             "max_processes": i.max_processes,
             "max_key": i.max_key,
             "max_value": i.max_value,
@@ -332,10 +335,27 @@ pub fn info(cache: &Cache, out: &mut Out) -> anyhow::Result<Status> {
         i.buckets, i.index_slots, i.planned_item_size
     )?;
     if let Some(avg) = avg_item {
-        writeln!(out, "items average    ~{avg} bytes (log in use / items)")?;
+        writeln!(
+            out,
+            "items average    ~{avg} bytes (live items, a sample of up to 10 000)"
+        )?;
         if let Some(hint) = sizing_hint(avg, i.planned_item_size, stats.items) {
             writeln!(out, "                 {hint}")?;
         }
+    }
+    match &backing {
+        Some(b @ larder::Backing::Memory(_)) => {
+            writeln!(out, "file system      {} (memory)", b.name())?
+        }
+        Some(b) => {
+            writeln!(out, "file system      {} (NOT in memory)", b.name())?;
+            writeln!(
+                out,
+                "                 {}",
+                b.warning(&i.path).unwrap_or_default()
+            )?
+        }
+        None => writeln!(out, "file system      unknown")?,
     }
     match huge {
         Some(h) => writeln!(
