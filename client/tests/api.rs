@@ -336,7 +336,9 @@ fn bad_configs_are_errors() {
     let d = TempDir::new("api");
     for cfg in [
         Config::new(0),
-        Config::new(1 << 20),
+        Config::new(100 << 10),
+        // 1 MiB values need 2 MiB segments: not four of them in 1 MiB.
+        Config::new(1 << 20).max_value_len(1 << 20),
         Config::new(64 << 20).max_key_len(0),
         Config::new(64 << 20).max_key_len(256),
         Config::new(64 << 20).segment_size(1000),
