@@ -287,10 +287,12 @@ fn arith(cache: &Cache, m: &Meta<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
         }
     };
     let mut n = step(cache)?;
+    let mut created = false;
     if let (None, Some(exp)) = (n, m.vivify) {
         // `N`: create the counter at `J`; if another client created it first, count on it.
         let init = m.initial.to_string();
         n = if cache.add_with(&m.key, init.as_bytes(), &options(0, ttl(exp, unix_now())))? {
+            created = true;
             Some(m.initial)
         } else {
             step(cache)?
@@ -329,7 +331,8 @@ fn arith(cache: &Cache, m: &Meta<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(digits.as_bytes());
         out.extend_from_slice(b"\r\n");
-    } else if !m.quiet {
+    } else if !m.quiet || created {
+        // memcached 1.6.18 answers a counter created by `N` even under `q`.
         status(out, "HD", m, Some(&facts));
     }
     Ok(())
