@@ -60,6 +60,25 @@ const SLOT_KEY_MAX: usize = 16;
 const SLOT_VAL: usize = SLOT_KEY + SLOT_KEY_MAX;
 const SLOT_VAL_MAX: usize = SLOT - SLOT_VAL;
 
+/// A new file of `len` bytes at `path`, mapped the way larder maps its arena (PMD-aligned)
+/// and, if `huge`, collapsed into huge pages the way larder collapses a new arena.
+fn shared_mapping(path: &Path, len: usize, huge: bool) -> std::io::Result<larder::AlignedMapping> {
+    let file: File = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.set_len(len as u64)?;
+    let map = larder::AlignedMapping::map(&file, len)?;
+    if huge {
+        map.collapse(|off| {
+            // SAFETY: `off` is inside the mapping; the file is private to this process.
+            unsafe { std::ptr::read_volatile(map.as_ptr().add(off)) };
+        });
+    }
+    Ok(map)
+}
+
 struct FloorTable {
     map: larder::AlignedMapping,
     shift: u32,
@@ -81,19 +100,7 @@ impl FloorTable {
     /// way larder collapses a new arena.
     fn create(path: &Path, slots: usize, huge: bool) -> std::io::Result<FloorTable> {
         assert!(slots.is_power_of_two());
-        let file: File = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        file.set_len((slots * SLOT) as u64)?;
-        let map = larder::AlignedMapping::map(&file, slots * SLOT)?;
-        if huge {
-            map.collapse(|off| {
-                // SAFETY: `off` is inside the mapping; the file is private to this process.
-                unsafe { std::ptr::read_volatile(map.as_ptr().add(off)) };
-            });
-        }
+        let map = shared_mapping(path, slots * SLOT, huge)?;
         Ok(FloorTable {
             map,
             shift: 64 - slots.trailing_zeros(),
@@ -178,19 +185,7 @@ impl TwoLevelTable {
         let items = buckets * 64;
         // Rounded up to the huge page size, as an arena is.
         let len = (items + item_bytes).next_multiple_of(2 << 20);
-        let file: File = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        file.set_len(len as u64)?;
-        let map = larder::AlignedMapping::map(&file, len)?;
-        if huge {
-            map.collapse(|off| {
-                // SAFETY: `off` is inside the mapping; the file is private to this process.
-                unsafe { std::ptr::read_volatile(map.as_ptr().add(off)) };
-            });
-        }
+        let map = shared_mapping(path, len, huge)?;
         Ok(TwoLevelTable {
             map,
             shift: 64 - buckets.trailing_zeros(),

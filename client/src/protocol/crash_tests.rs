@@ -176,19 +176,13 @@ fn a_flagged_overwrite_and_a_touch_of_it_killed_at_every_step_keep_value_and_fla
         let (info, _) = w.b.get(w.bw, b"k", &mut out).unwrap().expect("never lost");
         (out, info.flags)
     };
-    at_every_step(
-        |w| {
-            w.b.write_ext(
-                w.bw,
-                &mut Lane::default(),
-                b"k",
-                b"old",
-                None,
-                Mode::Set,
-                &flagged(3),
-            )
+    let setup = |w: &World| {
+        let mut lane = Lane::default();
+        w.b.write_ext(w.bw, &mut lane, b"k", b"old", None, Mode::Set, &flagged(3))
             .unwrap();
-        },
+    };
+    at_every_step(
+        setup,
         |a, who, lane| {
             a.write_ext(who, lane, b"k", b"new!", None, Mode::Set, &flagged(9))
                 .unwrap();
@@ -202,18 +196,7 @@ fn a_flagged_overwrite_and_a_touch_of_it_killed_at_every_step_keep_value_and_fla
         },
     );
     at_every_step(
-        |w| {
-            w.b.write_ext(
-                w.bw,
-                &mut Lane::default(),
-                b"k",
-                b"old",
-                None,
-                Mode::Set,
-                &flagged(3),
-            )
-            .unwrap();
-        },
+        setup,
         |a, who, lane| {
             assert!(a
                 .touch(who, lane, b"k", Some(std::time::Duration::from_secs(60)))

@@ -52,6 +52,21 @@ fn evict_copying(e: &Engine<VecMem>, who: crate::protocol::engine::Who, seg: u32
     e.free_segment(who, seg, ctl_gen(prev));
 }
 
+/// Evicts `seg` without copying anything forward, frees it and claims it again: the next
+/// generation of the same bytes, about to be written over.
+fn evict_and_reclaim(
+    e: &Engine<VecMem>,
+    who: crate::protocol::engine::Who,
+    seg: u32,
+) -> crate::protocol::alloc::OpenSeg {
+    let prev = e.take_for_walk(who, seg).unwrap();
+    let gen = ctl_gen(prev);
+    e.walk_segment(who, seg, gen, crate::protocol::eviction::Walk::Evict, None);
+    e.free_segment(who, seg, gen);
+    let c = e.mem.load(e.geo.seg_ctl_off(seg), Relaxed);
+    e.claim_free(who, seg, c).expect("just freed")
+}
+
 /// A reader racing an overwrite sees the old or the new value, whole.
 #[test]
 fn loom_publish_vs_read() {
@@ -89,18 +104,7 @@ fn loom_evict_and_recycle_vs_read() {
         e.seal(w[0], s);
         let e2 = e.clone();
         let t = thread::spawn(move || {
-            let prev = e2.take_for_walk(w[1], s.seg).unwrap();
-            let gen = ctl_gen(prev);
-            e2.walk_segment(
-                w[1],
-                s.seg,
-                gen,
-                crate::protocol::eviction::Walk::Evict,
-                None,
-            );
-            e2.free_segment(w[1], s.seg, gen);
-            let c = e2.mem.load(e2.geo.seg_ctl_off(s.seg), Relaxed);
-            let re = e2.claim_free(w[1], s.seg, c).expect("just freed");
+            let re = evict_and_reclaim(&e2, w[1], s.seg);
             e2.write_item(e2.geo.seg_base(re.seg), b"j", V2, 0);
         });
         if let Some(v) = get(&e, w[0], b"k") {
@@ -128,18 +132,7 @@ fn loom_flags_vs_evict_and_recycle() {
         e.seal(w[0], s);
         let e2 = e.clone();
         let t = thread::spawn(move || {
-            let prev = e2.take_for_walk(w[1], s.seg).unwrap();
-            let gen = ctl_gen(prev);
-            e2.walk_segment(
-                w[1],
-                s.seg,
-                gen,
-                crate::protocol::eviction::Walk::Evict,
-                None,
-            );
-            e2.free_segment(w[1], s.seg, gen);
-            let c = e2.mem.load(e2.geo.seg_ctl_off(s.seg), Relaxed);
-            let re = e2.claim_free(w[1], s.seg, c).expect("just freed");
+            let re = evict_and_reclaim(&e2, w[1], s.seg);
             e2.write_item_ext(e2.geo.seg_base(re.seg), b"k", V2, 0, &flagged(9));
         });
         let mut out = Vec::new();
