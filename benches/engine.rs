@@ -337,23 +337,26 @@ fn measure_interleaved(ops: usize, rounds: usize, systems: &mut [System<'_>]) ->
         .collect()
 }
 
-/// A round of floor GETs of `keys[seq[..]]`; returns the hits.
-fn floor_round<'a>(f: &'a FloorTable, seq: &'a [u32], keys: &'a [Key]) -> impl FnMut() -> u64 + 'a {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    move || {
-        let mut hits = 0;
-        for &i in seq {
-            buf.clear();
-            hits += u64::from(f.get_into(black_box(&keys[i as usize]), &mut buf));
-            black_box(&buf);
-        }
-        hits
+/// The two floors, for one round function.
+trait BareTable {
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> bool;
+}
+
+impl BareTable for FloorTable {
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
+        FloorTable::get_into(self, key, out)
     }
 }
 
-/// A round of two-level floor GETs of `keys[seq[..]]`; returns the hits.
-fn two_level_round<'a>(
-    f: &'a TwoLevelTable,
+impl BareTable for TwoLevelTable {
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> bool {
+        TwoLevelTable::get_into(self, key, out)
+    }
+}
+
+/// A round of floor GETs of `keys[seq[..]]`; returns the hits.
+fn floor_round<'a>(
+    f: &'a impl BareTable,
     seq: &'a [u32],
     keys: &'a [Key],
 ) -> impl FnMut() -> u64 + 'a {
@@ -540,12 +543,12 @@ fn main() {
         System::new(
             "two-level floor get, 4 KiB pages",
             Some(n),
-            two_level_round(&two, seq, &keys),
+            floor_round(&two, seq, &keys),
         ),
         System::new(
             "two-level floor get, huge pages",
             Some(n),
-            two_level_round(&two_huge, seq, &keys),
+            floor_round(&two_huge, seq, &keys),
         ),
         System::new(
             "larder get_into, 4 KiB pages",
