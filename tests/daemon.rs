@@ -835,7 +835,11 @@ fn small_arenas_start_with_their_own_limits_and_a_too_small_one_exits_2() {
         let mut d = start_with(
             &dir.0,
             &arena,
-            &[("LARDER_SIZE", size), ("LARDER_MAX_VALUE", "")],
+            &[
+                ("LARDER_SIZE", size),
+                ("LARDER_MAX_VALUE", ""),
+                ("LARDER_SEGMENT_SIZE", ""),
+            ],
         );
         assert!(
             d.log().contains(&format!("segment_size={seg}")),

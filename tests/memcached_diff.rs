@@ -141,6 +141,8 @@ fn larderd_answers_every_case_as_memcached_does() {
             ("LARDER_LISTEN_MEMCACHED", ld_sock.to_str().unwrap()),
             ("LARDER_SIZE", "32MiB"),
             ("LARDER_MAX_VALUE", "1MiB"),
+            // The segment size that value limit calls for.
+            ("LARDER_SEGMENT_SIZE", ""),
         ],
     );
     d.ready().expect("larderd ready");

@@ -35,6 +35,12 @@ pub(crate) struct Args {
     /// value a segment of a small arena holds: segments are about a sixty-fourth of the arena]
     #[arg(long, env = "LARDER_MAX_VALUE", value_parser = units::parse_size)]
     pub(crate) max_value: Option<u64>,
+    /// Segment size, with units: a power of two from 64KiB, at least the largest item
+    /// [default: about a sixty-fourth of the arena, 64KiB to 2MiB, and no less than the
+    /// largest item needs]. Small segments suit small arenas: two are kept free for
+    /// eviction, and eviction frees a whole one at a time
+    #[arg(long, env = "LARDER_SEGMENT_SIZE", value_parser = units::parse_size)]
+    pub(crate) segment_size: Option<u64>,
     /// Typical item size (8-byte header + key + value), with units: sizes the index. Items
     /// much larger than this leave index slots unused (memory the log could have had); much
     /// smaller ones fill the index first, which then drops items. `cachectl info` shows

@@ -89,8 +89,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             .avg_item_size(args.avg_item_size)
             .mode(args.mode)
             .huge_pages(args.huge_pages);
-        match max_value {
+        let c = match max_value {
             Some(v) => c.max_value_len(v),
+            None => c,
+        };
+        match args.segment_size {
+            Some(s) => c.segment_size(s),
             None => c,
         }
     };

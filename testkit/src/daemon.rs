@@ -20,7 +20,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts the larderd at `exe` (a test passes `env!("CARGO_BIN_EXE_larderd")`) on `arena` (8 MiB, 4 KiB values, no inherited service environment)
+    /// Starts the larderd at `exe` (a test passes `env!("CARGO_BIN_EXE_larderd")`) on `arena` (8 MiB, 4 KiB values, 1 MiB segments, no inherited service environment)
     /// plus `env`, which overrides those defaults (an empty value unsets one); logs to
     /// `dir/larderd-<tag>.log`. Does not
     /// wait: see [`Daemon::ready`].
@@ -45,12 +45,15 @@ impl Daemon {
             "LARDER_METRICS_TEXTFILE",
             "LARDER_EVICT_AHEAD",
             "LARDER_AVG_ITEM_SIZE",
+            "LARDER_SEGMENT_SIZE",
         ] {
             cmd.env_remove(v);
         }
         cmd.env("LARDER_ARENA", arena)
             .env("LARDER_SIZE", "8MiB")
             .env("LARDER_MAX_VALUE", "4KiB")
+            // The layout the suites were written for: 7 segments of 1 MiB in 8 MiB.
+            .env("LARDER_SEGMENT_SIZE", "1MiB")
             .env("NOTIFY_SOCKET", &sock)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied().filter(|(_, v)| !v.is_empty()))
