@@ -76,6 +76,13 @@ const DUPLICATE: Refusal = Refusal::Client("duplicate flag");
 /// What `md` and `ma` answer a bad token or a repeated flag with.
 const INVALID_OR_DUPLICATE: Refusal = Refusal::Client("invalid or duplicate flag");
 
+/// An `ms` data length: a 32-bit signed count, as memcached reads it (anything else is a bad
+/// line, not a block to read), so the connection's `length + 2` cannot overflow.
+fn data_len(t: &[u8]) -> Option<usize> {
+    let n: i32 = std::str::from_utf8(t).ok()?.parse().ok()?;
+    usize::try_from(n).ok()
+}
+
 /// The length of the data block an `ms` line announces, even when the rest of the line is
 /// refused: memcached reads and drops that block, so what follows it is the next request.
 pub fn refused_data_len(line: &[u8]) -> Option<usize> {
@@ -84,7 +91,7 @@ pub fn refused_data_len(line: &[u8]) -> Option<usize> {
         return None;
     }
     let _key = t.next()?;
-    std::str::from_utf8(t.next()?).ok()?.parse().ok()
+    data_len(t.next()?)
 }
 
 /// Parses a meta line (`cmd` already told apart as one of `mg ms md ma`) and its tokens.
@@ -97,11 +104,7 @@ pub fn parse<'a>(cmd: &[u8], args: &[&'a [u8]]) -> Result<Meta<'a>, Refusal> {
         b"ma" => (Cmd::Arith, rest),
         _ => {
             let (len, flags) = rest.split_first().ok_or(bad)?;
-            let len = std::str::from_utf8(len)
-                .ok()
-                .and_then(|s| s.parse::<usize>().ok())
-                .ok_or(bad)?;
-            (Cmd::Set(len), flags)
+            (Cmd::Set(data_len(len).ok_or(bad)?), flags)
         }
     };
     let mut m = Meta {
@@ -276,6 +279,14 @@ mod tests {
         assert_eq!(p("md k q q"), Err(INVALID_OR_DUPLICATE));
         assert_eq!(refused_data_len(b"ms k 5 zz"), Some(5));
         assert_eq!(refused_data_len(b"ms k x"), None);
+        // Lengths past 2^31 - 1 are bad lines, as memcached reads them (they overflowed the
+        // connection's arithmetic).
+        assert_eq!(
+            p("ms k 18446744073709551615"),
+            Err(Refusal::Client(BAD_FORMAT))
+        );
+        assert_eq!(p("ms k 2147483648"), Err(Refusal::Client(BAD_FORMAT)));
+        assert_eq!(refused_data_len(b"ms k 18446744073709551614 zz"), None);
         assert_eq!(refused_data_len(b"mg k 5"), None);
         assert_eq!(
             p("ms k 1 MX"),

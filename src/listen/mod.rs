@@ -84,6 +84,16 @@ impl Shared {
     }
 }
 
+/// Decrements a connection count when dropped.
+struct CountedOut<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for CountedOut<'_> {
+    fn drop(&mut self) {
+        // Relaxed: a count, as where it is incremented.
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 /// A running listener. [`Listener::stop`] ends it.
 pub struct Listener {
     shared: Arc<Shared>,
@@ -227,8 +237,9 @@ fn accept_loop(b: Bound, sh: &Arc<Shared>, max: usize) {
         let spawned = std::thread::Builder::new()
             .name("memcached-conn".into())
             .spawn(move || {
+                // Counted out when the thread ends, by a panic too.
+                let _out = CountedOut(&sh2.stats.curr_connections);
                 c.serve(&sh2);
-                sh2.stats.curr_connections.fetch_sub(1, Relaxed);
             });
         if spawned.is_err() {
             sh.stats.curr_connections.fetch_sub(1, Relaxed);
