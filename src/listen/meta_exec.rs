@@ -2,14 +2,14 @@
 //!
 //! Stale-while-revalidate maps onto larder's own machinery, so a memcached client gets the
 //! stampede protection a linked one has, on the same items: `mg` reads with
-//! [`Cache::get_revalidating`]; winning the key's arena lease is `W` (the connection keeps
+//! [`Cache::get_revalidating`]; winning the key's arena lease is `W` (the listener keeps
 //! the lease until an `ms` stores the key or an `md` deletes it, on any connection, or it
-//! runs out: leases.rs), finding
-//! it held is `Z`, a value within its stale grace is `X`. `md … I` is
+//! runs out: leases.rs), finding it held is `Z`, a value within its stale grace is `X`. `md … I` is
 //! [`Cache::mark_stale`]. What larder does not keep (last access, fetched-before) is not
 //! offered; `E` is refused (meta.rs).
 
 use std::io::Write as _;
+// Relaxed for the listener's counters: statistics (exec.rs, ListenerStats).
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 

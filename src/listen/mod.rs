@@ -9,7 +9,7 @@
 //! loopback or a Unix socket whose mode and group say who may connect.
 //!
 //! Client flags are kept with the item (design.md §2.6); items stored through the library
-//! read back with flags 0. Not yet: the meta protocol.
+//! read back with flags 0. The meta protocol is `meta.rs` (parser) and `meta_exec.rs`.
 
 pub mod conn;
 pub mod exec;

@@ -336,6 +336,8 @@ fn a_get_whose_item_is_moved_and_its_bytes_reused_as_it_reads_the_flags_word_ret
         move |_| {
             copy_forward(&b, bw, seg);
             let ctl = b.geo.seg_ctl_off(seg);
+            // B stands in for a recycler: Relaxed load of the word it alone changes here;
+            // the Release store pairs with A's Acquire re-check of the generation.
             let c = b.mem.load(ctl, Relaxed);
             b.mem
                 .store(ctl, seg_ctl(ctl_gen(c) + 1, SegState::Sealed, 0), Release);

@@ -63,6 +63,7 @@ fn evict_and_reclaim(
     let gen = ctl_gen(prev);
     e.walk_segment(who, seg, gen, crate::protocol::eviction::Walk::Evict, None);
     e.free_segment(who, seg, gen);
+    // Relaxed: this thread just freed the segment; claim_free's CAS decides.
     let c = e.mem.load(e.geo.seg_ctl_off(seg), Relaxed);
     e.claim_free(who, seg, c).expect("just freed")
 }
