@@ -396,7 +396,7 @@ fn bad_arena_files_are_refused_before_mapping() {
         Cache::open(&p),
         Err(OpenError::LayoutVersion {
             found: 1,
-            expected: 3,
+            expected: 4,
             ..
         })
     ));

@@ -101,6 +101,37 @@ fn an_invalidation_while_loading_keeps_the_loaded_value_out() {
 }
 
 #[test]
+fn an_invalidation_then_a_new_loader_in_the_same_instant_still_keeps_the_old_value_out() {
+    // The hot-key stampede after a write: the invalidation frees the lease and the next
+    // reader's miss takes it microseconds later, with the same lease time, usually in the
+    // same 10 ms lease tick. The first loader's value predates the write and must not stay.
+    let (_d, c) = cache("lease-poison-retaken");
+    let other = Cache::open(c.path()).unwrap();
+    let o = opts(Duration::from_secs(10));
+    let mut buf = Vec::new();
+    for round in 0..50 {
+        let first = acquired(c.get_or_lease(b"k", &o, &mut buf).unwrap());
+        c.invalidate(b"k").unwrap();
+        let second = acquired(other.get_or_lease(b"k", &o, &mut buf).unwrap());
+        assert!(
+            !c.fill_lease(b"k", first, b"read before the write", &SetOptions::new())
+                .unwrap(),
+            "round {round}: the first loader's value was kept"
+        );
+        assert_eq!(c.get(b"k").unwrap(), None);
+        // The second loader read after the write: its value stays.
+        assert!(other
+            .fill_lease(b"k", second, b"read after the write", &SetOptions::new())
+            .unwrap());
+        assert_eq!(
+            c.get(b"k").unwrap().as_deref(),
+            Some(&b"read after the write"[..])
+        );
+        c.delete(b"k").unwrap();
+    }
+}
+
+#[test]
 fn a_lease_for_another_key_is_refused_and_the_real_one_still_works() {
     let (_d, c) = cache("lease-wrong");
     let o = opts(Duration::from_secs(10));

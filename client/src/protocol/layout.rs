@@ -10,7 +10,7 @@ use std::mem::{offset_of, size_of};
 /// First eight bytes of every arena file.
 pub const MAGIC: [u8; 8] = *b"LARDER\0\x01";
 /// Bumped whenever any offset, size or word encoding below changes meaning.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// `hash_algo` value for xxh3-64 with the header's seed.
 pub const HASH_ALGO_XXH3: u32 = 1;
 
@@ -315,11 +315,11 @@ pub const fn locks_size(nbuckets: u64) -> u64 {
     align_up(nbuckets.div_ceil(LOCK_STRIPE) * 8, 64)
 }
 
-/// Reserved: a stampede lease (design.md §2.6).
+/// A stampede lease entry (design.md §2.6): the lease word, and a word reserved (zero).
 #[repr(C)]
 pub struct Lease {
-    pub key_hash: u64,
-    pub holder_expiry: u64,
+    pub word: u64,
+    pub reserved: u64,
 }
 pub const LEASE_SIZE: u64 = size_of::<Lease>() as u64;
 /// Reserved: a tag version counter.
@@ -413,11 +413,31 @@ pub const fn item_tag(index: u32, version: u32) -> u64 {
     index as u64 | ((version as u64) << 32)
 }
 
-// ---- Lease word (design.md §2.6): [63..40 key check][39..0 expiry, 10 ms ticks after epoch] ----
-pub const LEASE_EXPIRY_BITS: u32 = 40;
-/// Milliseconds per lease tick (40 bits of ticks span ~348 years).
+// ---- Lease word (design.md §2.6, layout 4): [63..38 take count][37..0 expiry, 10 ms ticks
+// after epoch]. Expiry 0 is a free entry; the take count survives release and poisoning so a
+// word, once taken, is not taken again until the count wraps (2^26 takes of the entry). ----
+pub const LEASE_EXPIRY_BITS: u32 = 38;
+/// Milliseconds per lease tick (38 bits of ticks span ~87 years, past the arena's ~68-year
+/// time range, EXPIRES_LIMIT seconds).
 pub const LEASE_TICK_MS: u64 = 10;
 pub const LEASE_EXPIRY_MASK: u64 = (1 << LEASE_EXPIRY_BITS) - 1;
+const _: () = assert!(EXPIRES_LIMIT as u64 * 1000 / LEASE_TICK_MS <= LEASE_EXPIRY_MASK);
+
+/// The lease word after `cur` (any word of the entry, free or held) is taken until `until`
+/// (ticks): the next take count, so it differs from every word taken since the count last
+/// wrapped.
+#[inline]
+pub const fn lease_taken(cur: u64, until: u64) -> u64 {
+    let count = (cur >> LEASE_EXPIRY_BITS).wrapping_add(1);
+    (count << LEASE_EXPIRY_BITS) | (until & LEASE_EXPIRY_MASK)
+}
+
+/// The free word that replaces `cur` when its lease is released or poisoned: the take
+/// count kept, the expiry 0.
+#[inline]
+pub const fn lease_freed(cur: u64) -> u64 {
+    cur & !LEASE_EXPIRY_MASK
+}
 
 /// Builds a slot word. `gen` is truncated to its low 14 bits.
 #[inline]
