@@ -503,3 +503,62 @@ fn meta_leases_and_stale_values_are_shared_with_linked_clients() {
         "CLIENT_ERROR c (return CAS) on ms is not supported by larderd: read the token with mg c\r\nMN\r\n"
     );
 }
+
+#[test]
+fn a_delete_during_a_won_refresh_keeps_the_refreshed_value_out() {
+    // The cache-aside write path over memcached: a client wins the refresh of a missing key
+    // (W) and reads the backing store; a writer changes the store and deletes the key (text
+    // `delete`, `md`, or a linked `invalidate`); the refresh's `ms` then carries a value
+    // read before the change. It is not stored (NS), and the next `mg` wins anew.
+    let srv = server("poison", &[]);
+    let cache = Cache::open(&srv.arena).unwrap();
+    let mut loader = connect(&srv.sock);
+    let mut writer = connect(&srv.sock);
+    for delete in [&b"delete k\r\n"[..], b"md k\r\n", b"linked"] {
+        let what = text(delete);
+        let r = text(&exchange(&mut loader, b"mg k v N30\r\n", b"\r\n\r\n"));
+        assert!(r.contains(" W"), "{what}: {r}");
+        if delete == b"linked" {
+            assert!(!cache.invalidate(b"k").unwrap());
+        } else {
+            let r = text(&exchange(&mut writer, delete, b"\r\n"));
+            assert!(r == "NOT_FOUND\r\n" || r == "NF\r\n", "{what}: {r}");
+        }
+        assert_eq!(
+            text(&exchange(&mut loader, b"ms k 3 T60\r\nold\r\n", b"\r\n")),
+            "NS\r\n",
+            "{what}"
+        );
+        assert_eq!(cache.get(b"k").unwrap(), None, "{what}");
+        // The next refresh wins (the poisoned lease is free) and is kept.
+        let r = text(&exchange(&mut loader, b"mg k v N30\r\n", b"\r\n\r\n"));
+        assert!(r.contains(" W"), "{what}: {r}");
+        assert_eq!(
+            text(&exchange(&mut loader, b"ms k 3 T60\r\nnew\r\n", b"\r\n")),
+            "HD\r\n",
+            "{what}"
+        );
+        assert_eq!(cache.get(b"k").unwrap().as_deref(), Some(&b"new"[..]));
+        cache.delete(b"k").unwrap();
+    }
+
+    // `md … I` on a live value takes a refresh already under way away too.
+    cache
+        .set(b"s", b"v1", Some(Duration::from_secs(1)))
+        .unwrap();
+    let r = text(&exchange(&mut loader, b"mg s v R30\r\n", b"v1\r\n"));
+    assert!(r.contains(" W"), "{r}");
+    assert_eq!(
+        text(&exchange(&mut writer, b"md s I T30\r\n", b"\r\n")),
+        "HD\r\n"
+    );
+    assert_eq!(
+        text(&exchange(&mut loader, b"ms s 2 T60\r\nv2\r\n", b"\r\n")),
+        "NS\r\n"
+    );
+    let r = text(&exchange(&mut writer, b"mg s v\r\n", b"v1\r\n"));
+    assert!(
+        r.contains(" X W"),
+        "the stale value's refresh is won anew: {r}"
+    );
+}

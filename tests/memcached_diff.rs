@@ -18,6 +18,11 @@
 //!   command, `Z` is reported only to `mg` requests that ask `N` or `R` (or meet a stale
 //!   item), and client flags of 2³² or more are refused (`set` and `ms`) where memcached
 //!   takes them;
+//! - a `delete` or `md` of a key while a client holds its won refresh (`W`) takes the
+//!   refresh away (larder's lease poisoning: the value it loaded may predate the delete):
+//!   that client's `ms` answers `NS` and stores nothing, where memcached stores it
+//!   (tests/listen.rs checks it); after `md … I T0`, `mg … t` reports the stale time left
+//!   (a day) where memcached reports `t-1`;
 //! - after a `decr` that shortens a number, memcached may keep the old length and pad the
 //!   digits with spaces (protocol.txt allows it); larder stores the digits exactly, so the
 //!   cases set the number again before reading it.
@@ -157,6 +162,8 @@ fn larderd_answers_every_case_as_memcached_does() {
     many.extend_from_slice(b"\r\n");
     let long_key = format!("get {}\r\n", "a".repeat(251));
     let long_set = format!("set {} 0 0 1\r\nx\r\n", "a".repeat(251));
+    // memcached refuses the key before reading the length: "hi" is then a request (ERROR).
+    let long_ms = format!("ms {} 2\r\nhi\r\nmn\r\n", "a".repeat(251));
     let cases: Vec<&[u8]> = vec![
         b"get k\r\n",
         b"set k 0 0 5\r\nhello\r\n",
@@ -260,6 +267,16 @@ fn larderd_answers_every_case_as_memcached_does() {
         b"mg k Oabcdefghijabcdefghijabcdefghijabc v\r\nms k 1 b\r\nx\r\nms k -1\r\nx\r\n",
         b"ms q 1\r\n1\r\nms q 1 C999 I T30\r\n2\r\nmg q v t\r\n",
         b"md zz I\r\n",
+        long_ms.as_bytes(),
+        // An expired T on a hit serves the value read, then the item is gone.
+        b"ms xt 2\r\nhi\r\nmg xt T-1 v\r\nmg xt v\r\n",
+        // N0: the empty item memcached creates never expires (t-1).
+        b"mg nz N0 t\r\n",
+        // An expired T or N on a counter leaves no counter behind.
+        b"ms xa 1 T100\r\n5\r\nma xa T-1 v\r\nmg xa v\r\n",
+        b"ma xn N-1 J7 v\r\nmg xn v\r\n",
+        // A stale item is deleted as any other.
+        b"ms xs 2 T1\r\nhi\r\nmd xs I\r\nmd xs\r\nmd xs\r\n",
         b"flush_all\r\n",
         b"get q k\r\n",
         b"flush_all noreply\r\nget q\r\n",

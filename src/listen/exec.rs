@@ -181,9 +181,11 @@ fn run(
             return Ok((noreply, Flow::Continue));
         }
         Request::Delete { key, noreply } => {
+            // A delete is the cache-aside write path ("the store changed"): a refresh under
+            // way may have read the old value, so its lease is poisoned (meta_exec.rs).
             line(
                 out,
-                if cache.delete(key)? {
+                if cache.invalidate(key)? {
                     "DELETED"
                 } else {
                     "NOT_FOUND"

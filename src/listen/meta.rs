@@ -90,7 +90,11 @@ pub fn refused_data_len(line: &[u8]) -> Option<usize> {
     if t.next()? != b"ms" {
         return None;
     }
-    let _key = t.next()?;
+    // memcached refuses a key past its limit before it reads the length: the data block
+    // is then read as the next request (its reply an ERROR, as memcached's).
+    if t.next()?.len() > KEY_MAX {
+        return None;
+    }
     data_len(t.next()?)
 }
 

@@ -5,8 +5,10 @@
 //! [`Cache::get_revalidating`]; winning the key's arena lease is `W` (the listener keeps
 //! the lease until an `ms` stores the key or an `md` deletes it, on any connection, or it
 //! runs out: leases.rs), finding it held is `Z`, a value within its stale grace is `X`. `md … I` is
-//! [`Cache::mark_stale`]. What larder does not keep (last access, fetched-before) is not
-//! offered; `E` is refused (meta.rs).
+//! [`Cache::mark_stale`], plain `md` (and text `delete`) [`Cache::invalidate`]: both poison
+//! the key's lease, so a refresh that read the value before the change is not stored. What
+//! larder does not keep (last access, fetched-before) is not offered; `E` is refused
+//! (meta.rs).
 
 use std::io::Write as _;
 // Relaxed for the listener's counters: statistics (exec.rs, ListenerStats).
@@ -42,7 +44,7 @@ pub fn run(sh: &Shared, m: &Meta<'_>, data: &[u8], out: &mut Vec<u8>) -> Result<
     match m.cmd {
         Cmd::Get => get(cache, stats, leases, m, out),
         Cmd::Set(_) => set(cache, stats, leases, m, data, out),
-        Cmd::Delete => delete(cache, leases, m, out),
+        Cmd::Delete => delete(cache, m, out),
         Cmd::Arith => arith(cache, m, out),
     }
 }
@@ -103,11 +105,15 @@ fn get(
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
     stats.cmd_get.fetch_add(1, Relaxed);
-    let lease = m
-        .vivify
-        .or(m.recache)
-        .filter(|&s| s > 0)
-        .map_or(DEFAULT_LEASE, secs);
+    let now = unix_now();
+    // `N`'s token is the TTL memcached gives the empty item it creates (exptime rules); the
+    // lease it maps to is capped, so a winner that never comes back holds others off for
+    // at most DEFAULT_LEASE. `R`'s token is a threshold, not a time to hold.
+    let vivify_ttl = m.vivify.map(|e| ttl(e, now));
+    let lease = match vivify_ttl {
+        Some(Ttl::After(d)) => d.clamp(Duration::from_secs(1), DEFAULT_LEASE),
+        _ => DEFAULT_LEASE,
+    };
     let mut v = Vec::new();
     let (mut found, rv) = cache.get_revalidating(
         &m.key,
@@ -116,25 +122,7 @@ fn get(
         m.vivify.is_some(),
         m.recache.map(secs),
     )?;
-    // `T` on a hit: a new TTL, as `touch`; the reply shows the item after it.
-    if let (Some(exp), Found::Live(..)) = (m.ttl, found) {
-        stats.cmd_touch.fetch_add(1, Relaxed);
-        let t = ttl(exp, unix_now());
-        let kept = match t {
-            Ttl::Expired => {
-                cache.delete(&m.key)?;
-                false
-            }
-            _ => cache.touch(&m.key, t.live())?,
-        };
-        found = match kept
-            .then(|| cache.get_meta_into(&m.key, &mut v))
-            .transpose()?
-        {
-            Some(Some(meta)) => Found::Live(meta, t.live()),
-            _ => Found::Missing,
-        };
-    }
+    // A lease won is held (or given back) before anything else can fail.
     let (won, held) = match rv {
         Revalidate::Won(l) => {
             let kept = leases.hold(cache, &m.key, l, lease);
@@ -143,6 +131,26 @@ fn get(
         Revalidate::Held(_) => (false, true),
         Revalidate::NotNeeded => (false, false),
     };
+    // `T` on a hit: a new TTL, as `touch`; the reply shows the item after it. An expired
+    // `T` (negative, or an absolute time past) serves the value read, then deletes it.
+    if let (Some(exp), Found::Live(..)) = (m.ttl, found) {
+        stats.cmd_touch.fetch_add(1, Relaxed);
+        match ttl(exp, now) {
+            Ttl::Expired => {
+                cache.delete(&m.key)?;
+            }
+            t => {
+                let kept = cache.touch(&m.key, t.live())?;
+                found = match kept
+                    .then(|| cache.get_meta_into(&m.key, &mut v))
+                    .transpose()?
+                {
+                    Some(Some(meta)) => Found::Live(meta, t.live()),
+                    _ => Found::Missing,
+                };
+            }
+        }
+    }
     let (facts, stale) = match found {
         Found::Live(meta, left) => (
             Some(Facts {
@@ -169,10 +177,12 @@ fn get(
                 flags: 0,
                 cas: 0,
                 size: 0,
-                ttl: Some(match rv {
-                    Revalidate::Held(left) => left,
-                    _ => lease,
-                }),
+                ttl: match (rv, vivify_ttl) {
+                    (Revalidate::Held(left), _) => Some(left),
+                    (_, Some(Ttl::After(d))) => Some(d),
+                    // N0: memcached's empty item never expires (t-1).
+                    _ => None,
+                },
             }),
             false,
         ),
@@ -228,9 +238,14 @@ fn set(
     let reply = match (lease, m.mode, m.compare, t) {
         // The refresh this connection won: store and give the lease back in one step, so
         // an invalidation meanwhile drops what was loaded (design.md §2.6).
+        // `false`: the key was deleted or invalidated (anywhere) while the lease was held,
+        // so the value may predate that change and is not kept.
         (Some(l), SetMode::Set, None, Ttl::Never | Ttl::After(_)) => {
-            cache.fill_lease(&m.key, l, data, &options(flags, t))?;
-            "HD"
+            if cache.fill_lease(&m.key, l, data, &options(flags, t))? {
+                "HD"
+            } else {
+                "NS"
+            }
         }
         (lease, mode, compare, t) => {
             let cmd = match (mode, compare) {
@@ -256,21 +271,27 @@ fn set(
     Ok(())
 }
 
-fn delete(cache: &Cache, leases: &Leases, m: &Meta<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
-    // A delete ends any refresh under way through the listener.
-    leases.release(cache, &m.key);
+fn delete(cache: &Cache, m: &Meta<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+    // memcached deletes (or marks) a stale item as any other: HD.
+    let stale = matches!(cache.get_stale(&m.key)?, Some(v) if v.stale);
     let found = if m.invalidate {
-        let stale_for = match m.ttl {
-            Some(e) => ttl(e, unix_now()).live().unwrap_or(Duration::from_secs(1)),
+        let stale_for = match m.ttl.map(|e| ttl(e, unix_now())) {
+            Some(Ttl::After(d)) => d,
+            Some(Ttl::Never) => NEVER_EXPIRING_STALE,
+            Some(Ttl::Expired) => Duration::from_secs(1),
             None => match cache.ttl(&m.key)? {
                 Some(Some(left)) => left.max(Duration::from_secs(1)),
                 _ => NEVER_EXPIRING_STALE,
             },
         };
+        // A refresh under way (through the listener or a linked loader) may have read the
+        // value before this change: its lease is poisoned, so its store is dropped (an `ms`
+        // through the lease answers NS) and the next `mg` wins the refresh.
         cache.mark_stale(&m.key, stale_for)?
     } else {
-        cache.delete(&m.key)?
+        cache.invalidate(&m.key)?
     };
+    let found = found || stale;
     let reply = if found { "HD" } else { "NF" };
     if !(m.quiet && found) {
         status(out, reply, m, None);
@@ -286,24 +307,38 @@ fn arith(cache: &Cache, m: &Meta<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
             c.incr(&m.key, m.delta)
         }
     };
+    let now = unix_now();
     let mut n = step(cache)?;
     let mut created = false;
     if let (None, Some(exp)) = (n, m.vivify) {
         // `N`: create the counter at `J`; if another client created it first, count on it.
+        // Created already expired (a negative or past exptime), it is answered and gone.
         let init = m.initial.to_string();
-        n = if cache.add_with(&m.key, init.as_bytes(), &options(0, ttl(exp, unix_now())))? {
-            created = true;
-            Some(m.initial)
-        } else {
-            step(cache)?
+        n = match ttl(exp, now) {
+            Ttl::Expired => {
+                created = true;
+                Some(m.initial)
+            }
+            t if cache.add_with(&m.key, init.as_bytes(), &options(0, t))? => {
+                created = true;
+                Some(m.initial)
+            }
+            _ => step(cache)?,
         };
     }
     let Some(n) = n else {
         status(out, "NF", m, None);
         return Ok(());
     };
-    if let Some(exp) = m.ttl {
-        cache.touch(&m.key, ttl(exp, unix_now()).live())?;
+    // `T` after the update; an expired one leaves the counter gone, as `touch` would.
+    match m.ttl.map(|e| ttl(e, now)) {
+        Some(Ttl::Expired) => {
+            cache.delete(&m.key)?;
+        }
+        Some(t) => {
+            cache.touch(&m.key, t.live())?;
+        }
+        None => {}
     }
     let digits = n.to_string();
     // What `c`, `t` and `f` report is read back after the update.

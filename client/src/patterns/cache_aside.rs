@@ -219,11 +219,16 @@ impl Cache {
     /// over its lease, so a concurrent loader that read the store before the change does not
     /// leave its older value cached.
     pub fn invalidate(&self, key: &[u8]) -> Result<bool, Error> {
+        self.poison_lease(key)?;
+        self.delete(key)
+    }
+
+    /// Takes the key's lease away from whoever holds it (design.md §2.6, "poison").
+    pub(crate) fn poison_lease(&self, key: &[u8]) -> Result<(), Error> {
         self.with_engine(|e, _| {
             e.check_key(key)?;
             e.lease_poison(e.hash(key));
             Ok::<(), Error>(())
-        })??;
-        self.delete(key)
+        })?
     }
 }

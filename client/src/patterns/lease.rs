@@ -145,6 +145,12 @@ impl Cache {
         opts: &SetOptions,
     ) -> Result<bool, Error> {
         self.lease_for(key, lease)?;
+        // Already taken away (invalidated, or run out and taken over): store nothing, and
+        // leave what is there — a value marked stale by the invalidation, or the new
+        // holder's — untouched. The check after storing catches an invalidation meanwhile.
+        if self.with_engine(|e, _| e.lease_current(lease.hash) != lease.word)? {
+            return Ok(false);
+        }
         let took = monotonic_ms()
             .saturating_sub(lease.started_ms)
             .clamp(1, u64::from(u32::MAX)) as u32;

@@ -89,8 +89,11 @@ impl Cache {
     /// Makes the live value of `key` stale at once, for `grace`: `get` misses it from now
     /// on, `get_stale`, `get_or_load`'s waiters and [`Cache::get_revalidating`] are served it
     /// while one caller refreshes it. `false` if there was no live value. (memcached's
-    /// `md <key> I`.)
+    /// `md <key> I`.) Like [`Cache::invalidate`], it takes the key's lease away from a
+    /// refresh already under way, whose value may predate the change: that holder's
+    /// [`Cache::fill_lease`] returns `false`, and the next reader wins the refresh.
     pub fn mark_stale(&self, key: &[u8], grace: Duration) -> Result<bool, Error> {
+        self.poison_lease(key)?;
         self.with_writer(|e, who, lane| e.mark_stale(who, lane, key, grace))?
     }
 }
