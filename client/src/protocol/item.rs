@@ -259,7 +259,7 @@ impl<M: Mem> Engine<M> {
     /// what rules out a reader stalled across 2¹⁴ recyclings of the segment, whose slot word
     /// would pass the 14-bit generation check against bytes of another generation: the slot
     /// was emptied before the first of them (design.md §4.1, hazard 11).
-    #[inline]
+    #[inline(always)]
     fn unchanged(&self, ctl_off: u64, gen: u64, slot: u64, w: u64) -> bool {
         // Relaxed slot load: after recheck's fence(Acquire), so it cannot be satisfied before
         // the item loads; coherence with the Acquire load of `c1` does the rest (§4.1).
@@ -279,7 +279,7 @@ impl<M: Mem> Engine<M> {
 
     /// Compares the key stored at `at` (8-aligned) with `key`.
     #[inline]
-    fn key_eq(&self, at: u64, key: &[u8]) -> bool {
+    pub(crate) fn key_eq(&self, at: u64, key: &[u8]) -> bool {
         let words = self.mem.words(at, key.len().div_ceil(8));
         let mut chunks = key.chunks_exact(8);
         for (c, w) in (&mut chunks).zip(words) {
@@ -292,10 +292,20 @@ impl<M: Mem> Engine<M> {
         let Some(last) = words.get(key.len() / 8).filter(|_| !rest.is_empty()) else {
             return true;
         };
-        let mut b = [0u8; 8];
-        b[..rest.len()].copy_from_slice(rest);
+        // The remainder's 1..=7 bytes as the low bytes of a word, without a memcpy call:
+        // from the key's last 8 bytes shifted down when it has them, else byte by byte.
+        let want = match key.len().checked_sub(8) {
+            Some(from) => {
+                let tail = u64::from_le_bytes(key[from..].try_into().expect("8 bytes"));
+                tail >> ((8 - rest.len()) * 8)
+            }
+            None => rest
+                .iter()
+                .rev()
+                .fold(0, |acc, &b| (acc << 8) | u64::from(b)),
+        };
         let mask = (1u64 << (rest.len() * 8)) - 1;
-        last.load(Relaxed) & mask == u64::from_le_bytes(b)
+        last.load(Relaxed) & mask == want
     }
 
     /// Appends `len` bytes starting at byte offset `start` (any alignment) to `out`. The

@@ -27,7 +27,7 @@ pub(crate) trait Mem: Send + Sync {
     fn cas(&self, off: u64, cur: u64, new: u64, ok: Ordering, fail: Ordering) -> Result<u64, u64> {
         self.word(off).compare_exchange(cur, new, ok, fail)
     }
-    #[inline]
+    #[inline(always)]
     fn fetch_add(&self, off: u64, v: u64, o: Ordering) -> u64 {
         self.word(off).fetch_add(v, o)
     }

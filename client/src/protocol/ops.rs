@@ -61,9 +61,42 @@ impl<M: Mem> Engine<M> {
     /// Appends the value of `key` to `out` if it is live or stale, and says which (design.md
     /// §4.1). Counts a hit for a live item, a miss otherwise; unlinks a dead one.
     pub(crate) fn fetch<S: Sink>(&self, who: Who, key: &[u8], hash: u64, out: &mut S) -> Fetched {
+        // The first lookup's two common ends — a live hit, a miss — are answered here; the
+        // rest (stale, dead, torn) out of line, so the hot path carries no retry loop (whose
+        // loop-invariant loads the compiler hoisted and spilled on every call).
         let mark = out.mark();
-        for _ in 0..READ_RETRIES {
-            match self.lookup(who, key, hash, Some(out)) {
+        let first = self.lookup(who, key, hash, Some(out));
+        match first {
+            Lookup::Found(f) if self.fresh(&f.info) == Fresh::Live => {
+                self.touch_ref(&f);
+                self.count(who, Counter::Hits);
+                Fetched::Live(f.info, f.token())
+            }
+            Lookup::NotFound => {
+                self.count(who, Counter::Misses);
+                Fetched::Missing
+            }
+            first => self.fetch_rest(who, key, hash, out, mark, first),
+        }
+    }
+
+    /// `fetch` after a first lookup that found a stale or dead item, or a torn read.
+    #[inline(never)]
+    fn fetch_rest<S: Sink>(
+        &self,
+        who: Who,
+        key: &[u8],
+        hash: u64,
+        out: &mut S,
+        mark: usize,
+        first: Lookup,
+    ) -> Fetched {
+        let mut found = first;
+        for round in 0..READ_RETRIES {
+            if round > 0 {
+                found = self.lookup(who, key, hash, Some(out));
+            }
+            match found {
                 Lookup::Found(f) => match self.fresh(&f.info) {
                     Fresh::Live => {
                         self.touch_ref(&f);

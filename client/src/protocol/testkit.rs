@@ -498,6 +498,29 @@ mod tests {
     }
 
     #[test]
+    fn key_eq_tells_every_length_and_every_last_byte_apart() {
+        // Both ways the compare builds its last partial word (a key under 8 bytes, byte by
+        // byte; a longer one, from its last 8 bytes shifted down), at every length.
+        let (e, _w, _) = engine(4, 16, 8, 2, 1000);
+        let at = e.geo.seg_base(0);
+        for len in 1..=16usize {
+            let key: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+            for (i, chunk) in key.chunks(8).enumerate() {
+                let mut b = [0xEEu8; 8]; // bytes past the key are whatever follows it
+                b[..chunk.len()].copy_from_slice(chunk);
+                e.mem
+                    .store(at + i as u64 * 8, u64::from_le_bytes(b), Relaxed);
+            }
+            assert!(e.key_eq(at, &key), "len {len}");
+            for pos in 0..len {
+                let mut other = key.clone();
+                other[pos] ^= 1;
+                assert!(!e.key_eq(at, &other), "len {len}, byte {pos} differs");
+            }
+        }
+    }
+
+    #[test]
     fn a_dead_holders_insert_lock_is_stolen_a_live_ones_is_not() {
         let (e, w, dead) = engine(4, 16, 8, 2, 1000);
         let hash = e.hash(b"k");
