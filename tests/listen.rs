@@ -562,3 +562,73 @@ fn a_delete_during_a_won_refresh_keeps_the_refreshed_value_out() {
         "the stale value's refresh is won anew: {r}"
     );
 }
+
+#[test]
+fn a_refresh_belongs_to_the_connection_that_won_it() {
+    let srv = server("owner", &[]);
+    let cache = Cache::open(&srv.arena).unwrap();
+    let mut c: Vec<UnixStream> = (0..3).map(|_| connect(&srv.sock)).collect();
+    let won = |s: &mut UnixStream, key: &str| {
+        let r = text(&exchange(
+            s,
+            format!("mg {key} v N30\r\n").as_bytes(),
+            b"\r\n\r\n",
+        ));
+        assert!(r.contains(" W"), "{key}: {r}");
+    };
+    let ms = |s: &mut UnixStream, key: &str, v: &str| {
+        let req = format!("ms {key} {} T60\r\n{v}\r\n", v.len());
+        text(&exchange(s, req.as_bytes(), b"\r\n"))
+    };
+    let value = |key: &str| cache.get(key.as_bytes()).unwrap().map(|v| text(&v));
+
+    // A writer's own write after its delete is stored; the refresh from before the delete
+    // is the one refused.
+    won(&mut c[0], "f1");
+    assert_eq!(text(&exchange(&mut c[1], b"md f1\r\n", b"\r\n")), "NF\r\n");
+    assert_eq!(ms(&mut c[1], "f1", "NEW"), "HD\r\n");
+    assert_eq!(ms(&mut c[0], "f1", "OLD"), "NS\r\n");
+    assert_eq!(value("f1").as_deref(), Some("NEW"));
+
+    // A second win after the delete: the first winner's store is refused whichever order
+    // the two stores come in.
+    for (first, second) in [(0, 2), (2, 0)] {
+        let key = format!("f2-{first}");
+        won(&mut c[0], &key);
+        let del = format!("delete {key}\r\n");
+        assert_eq!(
+            text(&exchange(&mut c[1], del.as_bytes(), b"\r\n")),
+            "NOT_FOUND\r\n"
+        );
+        won(&mut c[2], &key);
+        for i in [first, second] {
+            // Connection 0 won before the delete (read OLD), connection 2 after it.
+            let (v, want) = if i == 0 {
+                ("OLD", "NS\r\n")
+            } else {
+                ("NEW", "HD\r\n")
+            };
+            assert_eq!(ms(&mut c[i], &key, v), want, "{key}: store of {v}");
+        }
+        assert_eq!(value(&key).as_deref(), Some("NEW"), "{key}");
+    }
+
+    // A pooled client stores its refresh on another connection: a plain store, which ends
+    // the refresh, so the key's lease is free for the next miss.
+    won(&mut c[0], "pool");
+    assert_eq!(ms(&mut c[1], "pool", "v"), "HD\r\n");
+    cache.delete(b"pool").unwrap();
+    won(&mut c[2], "pool");
+    assert_eq!(ms(&mut c[2], "pool", "v2"), "HD\r\n");
+
+    // A winner that goes away leaves the others waiting (Z), as memcached's win does,
+    // until a store of the key ends the refresh.
+    won(&mut c[0], "gone");
+    drop(c.remove(0));
+    std::thread::sleep(Duration::from_millis(100));
+    let r = text(&exchange(&mut c[0], b"mg gone v N30\r\n", b"\r\n\r\n"));
+    assert!(r.contains(" Z") && !r.contains(" W"), "{r}");
+    assert_eq!(ms(&mut c[0], "gone", "v"), "HD\r\n");
+    cache.delete(b"gone").unwrap();
+    won(&mut c[1], "gone");
+}

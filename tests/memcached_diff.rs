@@ -20,8 +20,8 @@
 //!   takes them;
 //! - a `delete` or `md` of a key while a client holds its won refresh (`W`) takes the
 //!   refresh away (larder's lease poisoning: the value it loaded may predate the delete):
-//!   that client's `ms` answers `NS` and stores nothing, where memcached stores it
-//!   (tests/listen.rs checks it); after `md … I T0`, `mg … t` reports the stale time left
+//!   the winning connection's next `ms` of the key answers `NS` and stores nothing, where
+//!   memcached stores it (tests/listen.rs checks it); after `md … I T0`, `mg … t` reports the stale time left
 //!   (a day) where memcached reports `t-1`;
 //! - after a `decr` that shortens a number, memcached may keep the old length and pad the
 //!   digits with spaces (protocol.txt allows it); larder stores the digits exactly, so the
@@ -164,6 +164,8 @@ fn larderd_answers_every_case_as_memcached_does() {
     let long_set = format!("set {} 0 0 1\r\nx\r\n", "a".repeat(251));
     // memcached refuses the key before reading the length: "hi" is then a request (ERROR).
     let long_ms = format!("ms {} 2\r\nhi\r\nmn\r\n", "a".repeat(251));
+    // A base64 key is held to the limit as sent, not as decoded.
+    let long_b64 = format!("ms {} 2 b\r\nhi\r\nmn\r\n", "QUFB".repeat(67));
     let cases: Vec<&[u8]> = vec![
         b"get k\r\n",
         b"set k 0 0 5\r\nhello\r\n",
@@ -268,6 +270,11 @@ fn larderd_answers_every_case_as_memcached_does() {
         b"ms q 1\r\n1\r\nms q 1 C999 I T30\r\n2\r\nmg q v t\r\n",
         b"md zz I\r\n",
         long_ms.as_bytes(),
+        long_b64.as_bytes(),
+        // N-1: memcached's empty item is expired at once, so the next mg wins again; N0's
+        // never expires, so the next one waits.
+        b"mg nx N-1\r\nmg nx N-1\r\n",
+        b"mg nz2 N0 t\r\nmg nz2 N0 t\r\n",
         // An expired T on a hit serves the value read, then the item is gone.
         b"ms xt 2\r\nhi\r\nmg xt T-1 v\r\nmg xt v\r\n",
         // N0: the empty item memcached creates never expires (t-1).

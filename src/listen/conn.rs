@@ -55,6 +55,9 @@ pub fn serve<S: Socket>(mut s: S, sh: &Shared) {
     if s.set_timeouts(TICK).is_err() {
         return;
     }
+    // Relaxed: a unique number is all it is. (A refresh this connection won outlives it,
+    // as memcached's win does: another connection's store ends it, or its time: leases.rs.)
+    let conn = sh.conn_ids.fetch_add(1, Relaxed);
     let (_, max_value) = sh.cache.limits();
     let mut inbuf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut out: Vec<u8> = Vec::new();
@@ -101,12 +104,12 @@ pub fn serve<S: Socket>(mut s: S, sh: &Shared) {
                             out.extend_from_slice(b"CLIENT_ERROR bad data chunk\r\n");
                             sh.stats.protocol_errors.fetch_add(1, Relaxed);
                         } else {
-                            execute(sh, &req, &block[..bytes], &mut out);
+                            execute(sh, conn, &req, &block[..bytes], &mut out);
                         }
                         used += need;
                     }
                     None => {
-                        let flow = execute(sh, &req, &[], &mut out);
+                        let flow = execute(sh, conn, &req, &[], &mut out);
                         used += nl + 1;
                         if flow == Flow::Close {
                             close = true;

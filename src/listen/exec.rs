@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use larder::{Cache, CasOutcome, CasToken, Error, ItemMeta, SetOptions};
 
+use super::leases::ConnId;
 use super::text::{Request, Store, RELATIVE_MAX};
 use super::Shared;
 use crate::units::unix_now;
@@ -103,15 +104,21 @@ pub(super) fn error(out: &mut Vec<u8>, e: &Error) {
 
 /// Serves one request. `data` is the data block of a storage command (without its
 /// `\r\n`). Replies are appended to `out` (nothing for `noreply`).
-pub fn execute(sh: &Shared, req: &Request<'_>, data: &[u8], out: &mut Vec<u8>) -> Flow {
+pub fn execute(
+    sh: &Shared,
+    conn: ConnId,
+    req: &Request<'_>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Flow {
     // Written in place; taken back for noreply, or when an error ends the request partway
     // (a reply is all or nothing).
     let mark = out.len();
     let done = match req {
         Request::Meta(m) => {
-            super::meta_exec::run(sh, m, data, out).map(|()| (false, Flow::Continue))
+            super::meta_exec::run(sh, conn, m, data, out).map(|()| (false, Flow::Continue))
         }
-        _ => run(&sh.cache, &sh.stats, sh.started, req, data, out),
+        _ => run(sh, conn, req, data, out),
     };
     match done {
         Ok((quiet, flow)) => {
@@ -130,13 +137,13 @@ pub fn execute(sh: &Shared, req: &Request<'_>, data: &[u8], out: &mut Vec<u8>) -
 
 /// `(noreply, flow)` after writing the reply into `out`.
 fn run(
-    cache: &Cache,
-    stats: &ListenerStats,
-    started: u64,
+    sh: &Shared,
+    conn: ConnId,
     req: &Request<'_>,
     data: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(bool, Flow), Error> {
+    let (cache, stats, started) = (&sh.cache, &sh.stats, sh.started);
     let now = unix_now();
     match *req {
         Request::Get { ref keys, cas } => {
@@ -177,6 +184,10 @@ fn run(
         } => {
             stats.cmd_set.fetch_add(1, Relaxed);
             let reply = store(cache, cmd, key, data, flags, ttl(exptime, now), cas)?;
+            if reply == "STORED" {
+                // Another connection's refresh of the key is over (leases.rs).
+                sh.leases.settle(cache, key, conn);
+            }
             line(out, reply);
             return Ok((noreply, Flow::Continue));
         }

@@ -231,7 +231,9 @@ pub fn parse<'a>(cmd: &[u8], args: &[&'a [u8]]) -> Result<Meta<'a>, Refusal> {
     } else {
         wire_key.to_vec()
     };
+    // memcached checks the key as sent (a base64 key's token too) against its limit.
     if m.key.is_empty()
+        || wire_key.len() > KEY_MAX
         || m.key.len() > KEY_MAX
         || (!m.binary && m.key.iter().any(u8::is_ascii_control))
     {

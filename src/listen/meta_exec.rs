@@ -2,10 +2,9 @@
 //!
 //! Stale-while-revalidate maps onto larder's own machinery, so a memcached client gets the
 //! stampede protection a linked one has, on the same items: `mg` reads with
-//! [`Cache::get_revalidating`]; winning the key's arena lease is `W` (the listener keeps
-//! the lease until an `ms` stores the key or an `md` deletes it, on any connection, or it
-//! runs out: leases.rs), finding it held is `Z`, a value within its stale grace is `X`. `md … I` is
-//! [`Cache::mark_stale`], plain `md` (and text `delete`) [`Cache::invalidate`]: both poison
+//! [`Cache::get_revalidating`]; winning the key's arena lease is `W` (held for the winning
+//! connection until its `ms` of the key, its close, or the lease's end: leases.rs), finding
+//! it held is `Z`, a value within its stale grace is `X`. `md … I` is [`Cache::mark_stale`], plain `md` (and text `delete`) [`Cache::invalidate`]: both poison
 //! the key's lease, so a refresh that read the value before the change is not stored. What
 //! larder does not keep (last access, fetched-before) is not offered; `E` is refused
 //! (meta.rs).
@@ -18,7 +17,7 @@ use std::time::Duration;
 use larder::{Cache, Error, Found, Revalidate, SetOptions};
 
 use super::exec::{store, ttl, ListenerStats, Ttl};
-use super::leases::Leases;
+use super::leases::{ConnId, Leases};
 use super::meta::{Cmd, Meta, SetMode};
 use super::text::Store;
 use super::Shared;
@@ -39,11 +38,17 @@ struct Facts {
 }
 
 /// Serves one meta request, appending its reply (if any) to `out`.
-pub fn run(sh: &Shared, m: &Meta<'_>, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+pub fn run(
+    sh: &Shared,
+    conn: ConnId,
+    m: &Meta<'_>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
     let (cache, stats, leases) = (&sh.cache, &sh.stats, &sh.leases);
     match m.cmd {
-        Cmd::Get => get(cache, stats, leases, m, out),
-        Cmd::Set(_) => set(cache, stats, leases, m, data, out),
+        Cmd::Get => get(cache, stats, (leases, conn), m, out),
+        Cmd::Set(_) => set(cache, stats, (leases, conn), m, data, out),
         Cmd::Delete => delete(cache, m, out),
         Cmd::Arith => arith(cache, m, out),
     }
@@ -100,7 +105,7 @@ fn options(flags: u32, t: Ttl) -> SetOptions {
 fn get(
     cache: &Cache,
     stats: &ListenerStats,
-    leases: &Leases,
+    (leases, conn): (&Leases, ConnId),
     m: &Meta<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
@@ -114,18 +119,22 @@ fn get(
         Some(Ttl::After(d)) => d.clamp(Duration::from_secs(1), DEFAULT_LEASE),
         _ => DEFAULT_LEASE,
     };
+    // memcached's empty item of an expired `N` is gone at once, so every such `mg` of a
+    // missing key wins: answered so, with no lease taken (there is nothing to hold off).
+    let expired_vivify = vivify_ttl == Some(Ttl::Expired);
     let mut v = Vec::new();
     let (mut found, rv) = cache.get_revalidating(
         &m.key,
         &mut v,
         lease,
-        m.vivify.is_some(),
+        m.vivify.is_some() && !expired_vivify,
         m.recache.map(secs),
     )?;
     // A lease won is held (or given back) before anything else can fail.
     let (won, held) = match rv {
+        Revalidate::NotNeeded if expired_vivify && found == Found::Missing => (true, false),
         Revalidate::Won(l) => {
-            let kept = leases.hold(cache, &m.key, l, lease);
+            let kept = leases.hold(cache, &m.key, conn, l, lease);
             (kept, !kept)
         }
         Revalidate::Held(_) => (false, true),
@@ -178,9 +187,10 @@ fn get(
                 cas: 0,
                 size: 0,
                 ttl: match (rv, vivify_ttl) {
+                    // N0: memcached's empty item never expires (t-1).
+                    (_, Some(Ttl::Never)) => None,
                     (Revalidate::Held(left), _) => Some(left),
                     (_, Some(Ttl::After(d))) => Some(d),
-                    // N0: memcached's empty item never expires (t-1).
                     _ => None,
                 },
             }),
@@ -226,7 +236,7 @@ fn code(reply: &str) -> &'static str {
 fn set(
     cache: &Cache,
     stats: &ListenerStats,
-    leases: &Leases,
+    (leases, conn): (&Leases, ConnId),
     m: &Meta<'_>,
     data: &[u8],
     out: &mut Vec<u8>,
@@ -234,7 +244,7 @@ fn set(
     stats.cmd_set.fetch_add(1, Relaxed);
     let t = m.ttl.map_or(Ttl::Never, |e| ttl(e, unix_now()));
     let flags = m.client_flags.unwrap_or(0);
-    let lease = leases.take(&m.key);
+    let lease = leases.take(&m.key, conn);
     let reply = match (lease, m.mode, m.compare, t) {
         // The refresh this connection won: store and give the lease back in one step, so
         // an invalidation meanwhile drops what was loaded (design.md §2.6).
@@ -260,7 +270,12 @@ fn set(
             if let Some(l) = lease {
                 let _ = cache.release_lease(&m.key, l);
             }
-            code(r?)
+            let r = code(r?);
+            if r == "HD" {
+                // Another connection's refresh of the key is over (leases.rs).
+                leases.settle(cache, &m.key, conn);
+            }
+            r
         }
     };
     // `I` stores a value marked stale when its CAS is older than the item's; larder's

@@ -74,6 +74,8 @@ pub struct Shared {
     pub idle_timeout: Duration,
     /// Leases won by `mg` and not yet given back (leases.rs).
     pub leases: leases::Leases,
+    /// The next connection's identity (its leases are its own).
+    pub conn_ids: std::sync::atomic::AtomicU64,
     stop: AtomicBool,
 }
 
@@ -177,6 +179,7 @@ pub fn start(
         started,
         idle_timeout: opts.idle_timeout,
         leases: leases::Leases::default(),
+        conn_ids: std::sync::atomic::AtomicU64::new(1),
         stop: AtomicBool::new(false),
     });
     let mut accepters = Vec::new();

@@ -148,7 +148,7 @@ impl Cache {
         // Already taken away (invalidated, or run out and taken over): store nothing, and
         // leave what is there — a value marked stale by the invalidation, or the new
         // holder's — untouched. The check after storing catches an invalidation meanwhile.
-        if self.with_engine(|e, _| e.lease_current(lease.hash) != lease.word)? {
+        if !self.lease_is_current(key, lease)? {
             return Ok(false);
         }
         let took = monotonic_ms()
@@ -174,6 +174,13 @@ impl Cache {
     pub fn release_lease(&self, key: &[u8], lease: Lease) -> Result<(), Error> {
         self.lease_for(key, lease)?;
         self.with_engine(|e, _| e.lease_release(lease.hash, lease.word))
+    }
+
+    /// Whether `lease` is still the key's: not given back, poisoned by an invalidation, or
+    /// run out and taken over since.
+    pub fn lease_is_current(&self, key: &[u8], lease: Lease) -> Result<bool, Error> {
+        self.lease_for(key, lease)?;
+        self.with_engine(|e, _| e.lease_current(lease.hash) == lease.word)
     }
 
     fn lease_for(&self, key: &[u8], lease: Lease) -> Result<(), Error> {
