@@ -1,7 +1,9 @@
 //! Eviction quality: the hit ratio of larder's real CLOCK (a real arena, driven in this
-//! process) against exact LRU, FIFO and an item-granular one-bit CLOCK, simulated in process
-//! with the same capacity in items, on the same request stream. Cache-aside: a GET that
-//! misses is followed by a SET of that key.
+//! process) against exact LRU simulated in process (a cross-check of libCacheSim's LRU),
+//! and against libCacheSim's policies (LRU, FIFO, CLOCK, SIEVE, S3-FIFO, ARC, 2Q,
+//! W-TinyLFU: `bench/libcachesim_replay.py`, run on the very same request stream written
+//! out as an oracleGeneral trace), all with the same capacity in items. Cache-aside: a GET
+//! that misses is followed by a SET of that key.
 //!
 //! The arena is sized (from its item size and segment geometry) to hold a target fraction of
 //! the key universe. What it really holds is measured: the simulations get the mean
@@ -9,13 +11,12 @@
 //! policies at equal item counts, whatever the arena's space overhead (that is
 //! `memory`'s subject).
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::util::{key, machine_description, progress, shm_dir, Dist, KeyGen, Table, KEY_LEN};
+use crate::util::{key, machine_description, progress, shm_dir, KeyGen, Table, KEY_LEN};
 
 #[derive(Clone, Debug)]
 pub struct Opts {
@@ -38,38 +39,118 @@ pub struct Opts {
 const SEG: u64 = 64 << 10;
 /// Scan workload: after every `SCAN_EVERY` Zipf requests, `SCAN_LEN` requests walk keys
 /// that are never requested otherwise (ids above the Zipf universe), sequentially.
-const SCAN_EVERY: u64 = 80_000;
+const SCAN_EVERY: u64 = 200_000;
 const SCAN_LEN: u64 = 20_000;
 const SCAN_FLAG: u32 = 1 << 31;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Workload {
-    Zipf,
-    ZipfScan,
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Workload {
+    Zipf99,
+    Zipf80,
+    Zipf99Scan,
 }
 
 impl Workload {
     fn name(self) -> &'static str {
         match self {
-            Workload::Zipf => "Zipf(0.99)",
-            Workload::ZipfScan => "Zipf(0.99) + scans",
+            Workload::Zipf99 => "Zipf(0.99)",
+            Workload::Zipf80 => "Zipf(0.8)",
+            Workload::Zipf99Scan => "Zipf(0.99) + scans",
+        }
+    }
+    fn theta(self) -> f64 {
+        match self {
+            Workload::Zipf80 => 0.8,
+            Workload::Zipf99 | Workload::Zipf99Scan => 0.99,
         }
     }
 }
 
 /// The request stream: key ids, `SCAN_FLAG` marking scan requests.
 fn stream(w: Workload, keys: u64, total: u64, seed: u64) -> Vec<u32> {
-    let mut g = KeyGen::new(Dist::Zipf, keys, seed);
+    let mut g = KeyGen::zipf(keys, w.theta(), seed);
     let mut next_cold = keys;
     (0..total)
         .map(|i| {
-            if w == Workload::ZipfScan && i % (SCAN_EVERY + SCAN_LEN) >= SCAN_EVERY {
+            if w == Workload::Zipf99Scan && i % (SCAN_EVERY + SCAN_LEN) >= SCAN_EVERY {
                 let id = next_cold;
                 next_cold += 1;
                 id as u32 | SCAN_FLAG
             } else {
                 g.next_id() as u32
             }
+        })
+        .collect()
+}
+
+/// The policies `bench/libcachesim_replay.py` runs, by libCacheSim's class name, and the
+/// column each gets.
+const LCS_POLICIES: [(&str, &str); 8] = [
+    ("LRU", "LRU"),
+    ("FIFO", "FIFO"),
+    ("Clock", "CLOCK"),
+    ("Sieve", "SIEVE"),
+    ("S3FIFO", "S3-FIFO"),
+    ("ARC", "ARC"),
+    ("TwoQ", "2Q"),
+    ("WTinyLFU", "W-TinyLFU"),
+];
+
+/// Writes `reqs` as a libCacheSim oracleGeneral trace: per request a u32 time, a u64
+/// object id (the key id + 1), a u32 size (1: capacities are in objects) and an i64 next
+/// access (-1: unknown), little-endian.
+fn write_trace(path: &Path, reqs: &[u32]) -> io::Result<()> {
+    let mut b = Vec::with_capacity(reqs.len() * 24);
+    for (i, &r) in reqs.iter().enumerate() {
+        b.extend_from_slice(&(i as u32).to_le_bytes());
+        b.extend_from_slice(&(u64::from(r & !SCAN_FLAG) + 1).to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&(-1i64).to_le_bytes());
+    }
+    std::fs::write(path, b)
+}
+
+/// libCacheSim's hit ratios over the measured Zipf requests, in `LCS_POLICIES` order, with
+/// `cap` objects; `Err` says why they could not be had (no Python with `libcachesim`).
+fn libcachesim(
+    python: &str,
+    trace: &Path,
+    warmup: usize,
+    requests: usize,
+    cap: usize,
+    score: &Score,
+) -> Result<Vec<f64>, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("libcachesim_replay.py");
+    let names: Vec<&str> = LCS_POLICIES.iter().map(|p| p.0).collect();
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(trace)
+        .args([
+            warmup.to_string(),
+            requests.to_string(),
+            cap.to_string(),
+            names.join(","),
+        ])
+        .output()
+        .map_err(|e| format!("{python}: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let misses: std::collections::HashMap<&str, f64> = text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(n, m)| Some((n, m.trim().parse().ok()?)))
+        .collect();
+    // Scan requests are each a key's only request, so they miss under every policy: the
+    // hits are all Zipf hits.
+    names
+        .iter()
+        .map(|n| {
+            let miss = misses
+                .get(n)
+                .ok_or_else(|| format!("no result for {n} in {text:?}"))?;
+            Ok((1.0 - miss) * requests as f64 / score.zipf.max(1) as f64)
         })
         .collect()
 }
@@ -95,9 +176,6 @@ impl Score {
     }
     fn zipf_ratio(&self) -> f64 {
         self.zipf_hits as f64 / self.zipf.max(1) as f64
-    }
-    fn all_ratio(&self) -> f64 {
-        (self.zipf_hits + self.scan_hits) as f64 / (self.zipf + self.scan).max(1) as f64
     }
 }
 
@@ -178,65 +256,6 @@ impl Policy for Lru {
     }
 }
 
-/// FIFO: insertion order, hits change nothing.
-struct Fifo {
-    cap: usize,
-    queue: VecDeque<u32>,
-    present: Vec<bool>,
-}
-
-impl Policy for Fifo {
-    fn access(&mut self, id: u32) -> bool {
-        if self.present[id as usize] {
-            return true;
-        }
-        if self.queue.len() == self.cap {
-            let v = self.queue.pop_front().expect("full queue");
-            self.present[v as usize] = false;
-        }
-        self.queue.push_back(id);
-        self.present[id as usize] = true;
-        false
-    }
-}
-
-/// Textbook CLOCK, one reference bit per item, item-granular: what larder's segment-wise
-/// CLOCK approximates.
-struct Clock {
-    cap: usize,
-    slots: Vec<u32>,
-    refbit: Vec<bool>,
-    hand: usize,
-    slot_of: Vec<u32>,
-}
-
-impl Policy for Clock {
-    fn access(&mut self, id: u32) -> bool {
-        let s = self.slot_of[id as usize];
-        if s != NIL {
-            self.refbit[s as usize] = true;
-            return true;
-        }
-        let slot = if self.slots.len() < self.cap {
-            self.slots.push(id);
-            self.refbit.push(false);
-            self.slots.len() - 1
-        } else {
-            while self.refbit[self.hand] {
-                self.refbit[self.hand] = false;
-                self.hand = (self.hand + 1) % self.cap;
-            }
-            let h = self.hand;
-            self.slot_of[self.slots[h] as usize] = NIL;
-            self.slots[h] = id;
-            self.hand = (h + 1) % self.cap;
-            h
-        };
-        self.slot_of[id as usize] = slot as u32;
-        false
-    }
-}
-
 fn run_policy(p: &mut impl Policy, reqs: &[u32], warmup: usize, requests: usize) -> Score {
     for &r in &reqs[..warmup] {
         p.access(r & !SCAN_FLAG);
@@ -255,7 +274,9 @@ fn to_io(e: impl std::error::Error) -> io::Error {
 fn config(capacity: u64, item: u64) -> larder::Config {
     larder::Config::new(capacity)
         .max_key_len(KEY_LEN as u32)
-        .max_value_len(64)
+        // The largest value an item of `item` bytes holds (the bench's values are all one
+        // size).
+        .max_value_len(item.max(64) as u32)
         .segment_size(SEG)
         .avg_item_size(item)
         .max_processes(8)
@@ -388,6 +409,19 @@ fn run_larder(
     })
 }
 
+/// The cells of the grid: each Zipf(0.99) fraction asked for, then Zipf(0.8) and the
+/// scan mix at 10 %.
+fn cells(opts: &Opts) -> Vec<(Workload, f64)> {
+    let mut c: Vec<(Workload, f64)> = opts
+        .fractions
+        .iter()
+        .map(|&f| (Workload::Zipf99, f))
+        .collect();
+    c.push((Workload::Zipf80, 0.10));
+    c.push((Workload::Zipf99Scan, 0.10));
+    c
+}
+
 pub fn run(opts: &Opts) -> io::Result<()> {
     assert!(opts.keys <= u64::from(u32::MAX >> 2), "too many keys");
     let shm = tempfile::Builder::new()
@@ -399,118 +433,129 @@ pub fn run(opts: &Opts) -> io::Result<()> {
     let requests = opts.requests as usize;
     let item = larder::layout::item_size(KEY_LEN as u64, opts.value as u64);
     let started = Instant::now();
-    let mut t = Table::new([
-        "workload",
-        "cache size",
-        "larder arena (segments)",
-        "warm-up requests",
-        "items held (mean)",
-        "larder CLOCK",
-        "exact LRU",
-        "FIFO",
-        "CLOCK, item-granular",
-        "larder − LRU",
-        "larder evictions (index)",
-    ]);
+    let mut head = vec![
+        "workload".to_string(),
+        "cache size".into(),
+        "larder arena (segments)".into(),
+        "warm-up requests".into(),
+        "items held (mean)".into(),
+        "larder".into(),
+        "LRU (in-process)".into(),
+    ];
+    head.extend(LCS_POLICIES.iter().map(|p| p.1.to_string()));
+    head.push("larder − best of SIEVE, S3-FIFO".into());
+    head.push("larder evictions (index)".into());
+    let mut t = Table::new(head);
     let mut verdicts = Vec::new();
-    for w in [Workload::Zipf, Workload::ZipfScan] {
-        let reqs = stream(w, opts.keys, total, 0x2c0ffee);
+    let mut lcs_missing = None;
+    let python = std::env::var("LARDER_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut streams: Vec<(Workload, Vec<u32>, std::path::PathBuf)> = Vec::new();
+    for (w, f) in cells(opts) {
+        if !streams.iter().any(|(sw, ..)| *sw == w) {
+            let reqs = stream(w, opts.keys, total, 0x2c0ffee);
+            let trace = opts.out.join(format!("eviction-{w:?}.oracleGeneral"));
+            write_trace(&trace, &reqs)?;
+            streams.push((w, reqs, trace));
+        }
+        let (_, reqs, trace) = streams
+            .iter()
+            .find(|(sw, ..)| *sw == w)
+            .expect("made above");
         let ids = (reqs.iter().map(|r| r & !SCAN_FLAG).max().unwrap_or(0) + 1) as usize;
-        for &f in &opts.fractions {
-            let target = ((opts.keys as f64 * f).round() as u64).max(10_000);
-            let pb = progress(total, &format!("{:.0}%", f * 100.0));
-            pb.set_message(format!("{} larder", w.name()));
-            let l = run_larder(
-                shm.path(),
-                target,
-                opts.value,
-                &reqs,
-                opts.warmup as usize,
-                requests,
-                &pb,
-            )?;
-            let warmup = l.warmup;
-            let cap = l.mean_items.round().max(1.0) as usize;
-            pb.set_message(format!("{} LRU/FIFO/CLOCK at {cap} items", w.name()));
-            let lru = run_policy(&mut Lru::new(cap, ids), &reqs, warmup, requests);
-            let fifo = run_policy(
-                &mut Fifo {
-                    cap,
-                    queue: VecDeque::with_capacity(cap),
-                    present: vec![false; ids],
-                },
-                &reqs,
-                warmup,
-                requests,
-            );
-            let clock = run_policy(
-                &mut Clock {
-                    cap,
-                    slots: Vec::with_capacity(cap),
-                    refbit: Vec::with_capacity(cap),
-                    hand: 0,
-                    slot_of: vec![NIL; ids],
-                },
-                &reqs,
-                warmup,
-                requests,
-            );
-            pb.finish_and_clear();
-            let pct = |s: &Score| format!("{:.2}%", s.zipf_ratio() * 100.0);
-            let diff = (l.score.zipf_ratio() - lru.zipf_ratio()) * 100.0;
-            println!(
-                "{:<20} {:>4.0}% ({} items target): larder {} LRU {} FIFO {} CLOCK {} (held {:.0} items, {:.1} s)",
-                w.name(),
-                f * 100.0,
-                l.target_items,
-                pct(&l.score),
-                pct(&lru),
-                pct(&fifo),
-                pct(&clock),
-                l.mean_items,
-                l.secs
-            );
-            t.row(vec![
-                w.name().into(),
-                format!("{:.0}% of {} keys", f * 100.0, opts.keys),
-                format!("{:.2} MiB ({})", l.arena_bytes as f64 / 1048576.0, l.nsegs),
-                if l.filled {
-                    l.warmup.to_string()
-                } else {
-                    format!("{} (never full)", l.warmup)
-                },
-                format!("{:.0}", l.mean_items),
-                pct(&l.score),
-                pct(&lru),
-                pct(&fifo),
-                pct(&clock),
-                format!("{diff:+.2} pp"),
-                format!("{} ({})", l.evictions, l.index_evictions),
-            ]);
-            if w == Workload::Zipf && (f - 0.10).abs() < 1e-9 {
-                verdicts.push(format!(
-                    "- CLOCK hit ratio ≥ exact LRU on Zipf(0.99) at 10 %: larder {} vs LRU {} \
-                     ({diff:+.2} pp): **{}**",
-                    pct(&l.score),
-                    pct(&lru),
-                    if l.score.zipf_ratio() >= lru.zipf_ratio() {
-                        "met"
-                    } else {
-                        "not met"
-                    }
-                ));
-            }
-            if w == Workload::ZipfScan {
-                // Overall ratios (scan requests included) for the record.
-                println!(
-                    "{:<20}       overall incl. scans: larder {:.2}% LRU {:.2}% FIFO {:.2}% CLOCK {:.2}%",
-                    "",
-                    l.score.all_ratio() * 100.0,
-                    lru.all_ratio() * 100.0,
-                    fifo.all_ratio() * 100.0,
-                    clock.all_ratio() * 100.0
+        let target = ((opts.keys as f64 * f).round() as u64).max(100);
+        let pb = progress(total, &format!("{:.0}%", f * 100.0));
+        pb.set_message(format!("{} larder", w.name()));
+        let l = run_larder(
+            shm.path(),
+            target,
+            opts.value,
+            reqs,
+            opts.warmup as usize,
+            requests,
+            &pb,
+        )?;
+        let warmup = l.warmup;
+        let cap = l.mean_items.round().max(1.0) as usize;
+        pb.set_message(format!("{} LRU, libCacheSim at {cap} items", w.name()));
+        let lru = run_policy(&mut Lru::new(cap, ids), reqs, warmup, requests);
+        let lcs = libcachesim(&python, trace, warmup, requests, cap, &l.score);
+        pb.finish_and_clear();
+        let pct = |r: f64| format!("{:.2}%", r * 100.0);
+        let mut row = vec![
+            w.name().to_string(),
+            format!("{:.0}% of {} keys", f * 100.0, opts.keys),
+            format!("{:.2} MiB ({})", l.arena_bytes as f64 / 1048576.0, l.nsegs),
+            if l.filled {
+                l.warmup.to_string()
+            } else {
+                format!("{} (never full)", l.warmup)
+            },
+            format!("{:.0}", l.mean_items),
+            pct(l.score.zipf_ratio()),
+            pct(lru.zipf_ratio()),
+        ];
+        let larder = l.score.zipf_ratio();
+        match &lcs {
+            Ok(r) => {
+                row.extend(r.iter().map(|&x| pct(x)));
+                let of = |name: &str| r[LCS_POLICIES.iter().position(|p| p.1 == name).unwrap()];
+                let best = of("SIEVE").max(of("S3-FIFO"));
+                row.push(format!("{:+.2} pp", (larder - best) * 100.0));
+                let cell = format!("{} at {:.0} %", w.name(), f * 100.0);
+                let mut check = |what: String, ok: bool| {
+                    verdicts.push(format!(
+                        "- {cell}: {what}: **{}**",
+                        if ok { "met" } else { "not met" }
+                    ))
+                };
+                check(
+                    format!(
+                        "within 1 point of the better of SIEVE and S3-FIFO ({} vs {})",
+                        pct(larder),
+                        pct(best)
+                    ),
+                    larder >= best - 0.01,
                 );
+                if w == Workload::Zipf99Scan {
+                    check(
+                        format!(
+                            "at least S3-FIFO ({} vs {})",
+                            pct(larder),
+                            pct(of("S3-FIFO"))
+                        ),
+                        larder >= of("S3-FIFO"),
+                    );
+                }
             }
+            Err(why) => {
+                row.extend(LCS_POLICIES.iter().map(|_| "–".to_string()));
+                row.push("–".into());
+                lcs_missing.get_or_insert_with(|| why.clone());
+            }
+        }
+        row.push(format!("{} ({})", l.evictions, l.index_evictions));
+        println!(
+            "{:<20} {:>4.0}% ({} items target, held {:.0}, {:.1} s): {}",
+            w.name(),
+            f * 100.0,
+            l.target_items,
+            l.mean_items,
+            l.secs,
+            row[5..].join(" ")
+        );
+        t.row(row);
+    }
+    for (.., trace) in &streams {
+        let _ = std::fs::remove_file(trace);
+    }
+    if let Some(why) = &lcs_missing {
+        eprintln!(
+            "libCacheSim's policies left out: {why}\n(bash bench/eviction.sh makes a venv with \
+             libcachesim and runs this with it; or set LARDER_BENCH_PYTHON to a python that \
+             has it)"
+        );
+        if std::env::var_os("LARDER_REQUIRE_LIBCACHESIM").is_some() {
+            return Err(io::Error::other(format!("libCacheSim required: {why}")));
         }
     }
     let mut md = String::new();
@@ -520,15 +565,18 @@ pub fn run(opts: &Opts) -> io::Result<()> {
         "Machine: {}. {} keys of {KEY_LEN} B with {} B values ({item} B items); per cell a warm-up of at \
          least {} requests that lasts until the arena has been evicting for a third of it, then \
          {} measured requests; {:.0} s in all. Hit ratios are over the measured Zipf \
-         requests (scan requests, which miss under every policy, excluded). The simulated \
-         policies have the capacity larder really held (mean `stats().items` over the \
-         measured requests).\n",
+         requests (scan requests — {SCAN_LEN} fresh keys after every {SCAN_EVERY} — miss under \
+         every policy and are excluded). Every policy has the capacity larder really held (mean \
+         `stats().items` over the measured requests) and sees the same requests: the in-process \
+         LRU and, through `bench/libcachesim_replay.py`, libCacheSim {}'s policies with their \
+         default parameters, on the stream written out as an oracleGeneral trace.\n",
         machine_description(),
         opts.keys,
         opts.value,
         opts.warmup,
         opts.requests,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        LCS_VERSION,
     );
     let _ = writeln!(md, "{}", t.markdown());
     for v in &verdicts {
@@ -539,6 +587,9 @@ pub fn run(opts: &Opts) -> io::Result<()> {
     println!("\n{md}\ntable: {}", path.display());
     Ok(())
 }
+
+/// The libCacheSim release `bench/eviction.sh` installs (and the replay script checks).
+const LCS_VERSION: &str = "0.3.5";
 
 #[cfg(test)]
 mod tests {
@@ -559,38 +610,68 @@ mod tests {
     }
 
     #[test]
-    fn fifo_ignores_hits() {
-        let mut f = Fifo {
-            cap: 2,
-            queue: VecDeque::new(),
-            present: vec![false; 10],
-        };
-        // 1 2 1 3 (evicts 1 despite the hit) 1 (miss)
+    fn the_trace_is_oracle_general() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        write_trace(&p, &[7, 3 | SCAN_FLAG]).unwrap();
+        let b = std::fs::read(&p).unwrap();
+        assert_eq!(b.len(), 48);
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        // time, id + 1 (the scan flag is not part of the id), size 1, next access -1
         assert_eq!(
-            all(&mut f, &[1, 2, 1, 3, 1]),
-            [false, false, true, false, false]
+            (u32_at(0), u64_at(4), u32_at(12), u64_at(16)),
+            (0, 8, 1, u64::MAX)
         );
+        assert_eq!((u32_at(24), u64_at(28), u32_at(36)), (1, 4, 1));
     }
 
     #[test]
-    fn clock_gives_a_second_chance() {
-        let mut c = Clock {
-            cap: 2,
-            slots: Vec::new(),
-            refbit: Vec::new(),
-            hand: 0,
-            slot_of: vec![NIL; 10],
-        };
-        // 1 2 1(ref) 3: hand skips 1 (clears), evicts 2; then 1 hits, 2 misses.
-        assert_eq!(
-            all(&mut c, &[1, 2, 1, 3, 1, 2]),
-            [false, false, true, false, true, false]
+    fn a_python_without_libcachesim_is_a_reason_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        write_trace(&p, &[1, 2, 1]).unwrap();
+        let r = libcachesim("/nonexistent/python", &p, 1, 2, 10, &Score::default());
+        assert!(r.unwrap_err().contains("/nonexistent/python"));
+    }
+
+    /// libCacheSim's LRU and ours, on the same trace at the same capacity, must agree
+    /// request for request (exact LRU is deterministic): the trace format, the id mapping
+    /// and the warm-up split are right. Skipped without a Python that has libcachesim
+    /// (`LARDER_BENCH_PYTHON`), unless LARDER_REQUIRE_LIBCACHESIM is set.
+    #[test]
+    fn libcachesims_lru_agrees_with_ours_on_the_same_trace() {
+        let python = std::env::var("LARDER_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let has = std::process::Command::new(&python)
+            .args(["-c", "import libcachesim"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has {
+            assert!(
+                std::env::var_os("LARDER_REQUIRE_LIBCACHESIM").is_none(),
+                "libcachesim required but {python} does not have it"
+            );
+            eprintln!("{python} has no libcachesim: skipped");
+            return;
+        }
+        let reqs = stream(Workload::Zipf99Scan, 5_000, 60_000, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        write_trace(&p, &reqs).unwrap();
+        let ids = 5_000 + 60_000;
+        let ours = run_policy(&mut Lru::new(300, ids), &reqs, 20_000, 40_000);
+        let theirs = libcachesim(&python, &p, 20_000, 40_000, 300, &ours).unwrap();
+        let lru = theirs[LCS_POLICIES.iter().position(|p| p.0 == "LRU").unwrap()];
+        assert!(
+            (lru - ours.zipf_ratio()).abs() < 1e-9,
+            "libCacheSim LRU {lru} vs ours {}",
+            ours.zipf_ratio()
         );
     }
 
     #[test]
     fn scan_stream_marks_scans() {
-        let s = stream(Workload::ZipfScan, 1000, SCAN_EVERY + SCAN_LEN + 5, 1);
+        let s = stream(Workload::Zipf99Scan, 1000, SCAN_EVERY + SCAN_LEN + 5, 1);
         assert!(s[..SCAN_EVERY as usize].iter().all(|r| r & SCAN_FLAG == 0));
         assert!(s[SCAN_EVERY as usize..(SCAN_EVERY + SCAN_LEN) as usize]
             .iter()

@@ -88,6 +88,16 @@ impl KeyGen {
             },
         }
     }
+    /// Zipf with exponent `theta` over ranks 1..=n (rank r is key r-1).
+    pub fn zipf(n: u64, theta: f64, seed: u64) -> KeyGen {
+        assert!(n > 0);
+        KeyGen {
+            rng: StdRng::seed_from_u64(seed),
+            n,
+            zipf: Some(Zipf::new(n, theta).expect("zipf parameters")),
+        }
+    }
+
     #[inline]
     pub fn next_id(&mut self) -> u64 {
         match &self.zipf {
