@@ -146,6 +146,9 @@ typedef struct larder_set_options {
   // `ntags` tags (at most 8); `larder_invalidate_tag` makes every item with a tag miss.
   const struct larder_bytes *tags;
   size_t ntags;
+  // Client flags: 32 opaque bits kept with the item, memcached's (the listener shows
+  // them), which the bindings use for the value's type (docs/bindings.md); 0: none.
+  uint32_t flags;
 } larder_set_options;
 
 // One value of `larder_get_multi`: `found` is 1 with `data[..len]` malloc'd by larder (free
@@ -333,6 +336,16 @@ enum larder_status larder_gets(const struct larder_cache *c,
                                size_t cap,
                                size_t *len,
                                uint64_t *cas);
+
+// As `larder_get`, also giving the item's client flags in `*flags` (0 when it was stored
+// without: `larder_set_options.flags`).
+enum larder_status larder_get_flags(const struct larder_cache *c,
+                                    const uint8_t *key,
+                                    size_t klen,
+                                    uint8_t *buf,
+                                    size_t cap,
+                                    size_t *len,
+                                    uint32_t *flags);
 
 // Stores `value` only if the item is still the one `cas` (from `larder_gets`) names:
 // `LARDER_OK`; `LARDER_EXISTS` if it changed since; `LARDER_NOT_FOUND` if it is gone.

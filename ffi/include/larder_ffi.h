@@ -57,6 +57,7 @@ typedef struct larder_set_options {
   uint64_t stale_grace_ms;
   const struct larder_bytes *tags;
   size_t ntags;
+  uint32_t flags;
 } larder_set_options;
 
 typedef struct larder_value {
@@ -178,6 +179,14 @@ enum larder_status larder_gets(const struct larder_cache *c,
                                size_t cap,
                                size_t *len,
                                uint64_t *cas);
+
+enum larder_status larder_get_flags(const struct larder_cache *c,
+                                    const uint8_t *key,
+                                    size_t klen,
+                                    uint8_t *buf,
+                                    size_t cap,
+                                    size_t *len,
+                                    uint32_t *flags);
 
 enum larder_status larder_cas(const struct larder_cache *c,
                               const uint8_t *key,

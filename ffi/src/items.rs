@@ -31,6 +31,9 @@ pub struct larder_set_options {
     /// `ntags` tags (at most 8); `larder_invalidate_tag` makes every item with a tag miss.
     pub tags: *const larder_bytes,
     pub ntags: usize,
+    /// Client flags: 32 opaque bits kept with the item, memcached's (the listener shows
+    /// them), which the bindings use for the value's type (docs/bindings.md); 0: none.
+    pub flags: u32,
 }
 
 /// One value of `larder_get_multi`: `found` is 1 with `data[..len]` malloc'd by larder (free
@@ -76,6 +79,9 @@ pub(crate) unsafe fn set_options(opts: *const larder_set_options) -> Result<SetO
     }
     if let Some(g) = ms(opts.stale_grace_ms) {
         o = o.stale_grace(g);
+    }
+    if opts.flags != 0 {
+        o = o.flags(opts.flags);
     }
     if opts.ntags > 0 {
         if opts.tags.is_null() {
@@ -330,6 +336,35 @@ pub unsafe extern "C" fn larder_gets(
         *cas = token.0;
         // SAFETY: `buf` has `cap` writable bytes, by the caller's promise.
         unsafe { copy_out(&v, buf, cap, len) }
+    })
+}
+
+/// As `larder_get`, also giving the item's client flags in `*flags` (0 when it was stored
+/// without: `larder_set_options.flags`).
+#[no_mangle]
+pub unsafe extern "C" fn larder_get_flags(
+    c: *const larder_cache,
+    key: *const u8,
+    klen: usize,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    flags: *mut u32,
+) -> larder_status {
+    guard(|| {
+        // SAFETY: the caller's promises on c and key.
+        let (cache, key) = unsafe { cache_key(c, key, klen) }?;
+        // SAFETY: writable places, by the caller's promise.
+        let (len, flags) = unsafe { (out(len, "len")?, out(flags, "flags")?) };
+        with_scratch(|v| {
+            let Some(meta) = cache.get_meta_into(key, v)? else {
+                *len = 0;
+                return Ok(LARDER_NOT_FOUND);
+            };
+            *flags = meta.flags;
+            // SAFETY: `buf` has `cap` writable bytes, by the caller's promise.
+            unsafe { copy_out(v, buf, cap, len) }
+        })
     })
 }
 

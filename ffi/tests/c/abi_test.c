@@ -498,7 +498,18 @@ static int mode_statuses(const char *dir) {
         tags[i].ptr = (const uint8_t *)"tag";
         tags[i].len = 3;
     }
-    larder_set_options tagged = {0, 0, tags, 1};
+    /* Client flags: kept with the item, read back by larder_get_flags (0 without). */
+    larder_set_options flagged = {0, 0, NULL, 0, 0xC0FFEEu};
+    uint32_t flags = 1;
+    EXPECT(larder_set(c, K("fl"), K("flagged"), &flagged), LARDER_OK);
+    EXPECT(larder_get_flags(c, K("fl"), buf, sizeof buf, &len, &flags), LARDER_OK);
+    CHECK(flags == 0xC0FFEEu && len == 7 && memcmp(buf, "flagged", 7) == 0, "flags %u", flags);
+    EXPECT(larder_set(c, K("fl"), K("plain"), NULL), LARDER_OK);
+    EXPECT(larder_get_flags(c, K("fl"), buf, sizeof buf, &len, &flags), LARDER_OK);
+    CHECK(flags == 0, "flags after a plain set %u", flags);
+    EXPECT(larder_get_flags(c, K("absent"), buf, sizeof buf, &len, &flags), LARDER_NOT_FOUND);
+    EXPECT(larder_get_flags(c, K("fl"), buf, sizeof buf, &len, NULL), LARDER_E_NULL);
+    larder_set_options tagged = {0, 0, tags, 1, 0};
     EXPECT(larder_set(c, K("t1"), K("tagged"), &tagged), LARDER_OK);
     EXPECT(larder_invalidate_tag(c, K("tag")), LARDER_OK);
     EXPECT(larder_get(c, K("t1"), buf, sizeof buf, &len), LARDER_NOT_FOUND);
@@ -549,7 +560,7 @@ static int mode_statuses(const char *dir) {
     EXPECT(larder_get(c, K("m1"), buf, sizeof buf, &len), LARDER_NOT_FOUND);
 
     /* Stale reads and the lease outcomes in one process. */
-    larder_set_options graced = {1000, 60000, NULL, 0};
+    larder_set_options graced = {1000, 60000, NULL, 0, 0};
     EXPECT(larder_set(c, K("s"), K("old"), &graced), LARDER_OK);
     EXPECT(larder_get_stale(c, K("s"), buf, sizeof buf, &len), LARDER_OK);
     sleep_ms(2100);
@@ -587,11 +598,11 @@ static int mode_statuses(const char *dir) {
     CHECK(strstr(larder_last_error(), "299") != NULL, "last error names the length: %s",
           larder_last_error());
     EXPECT(larder_set(c, K("big"), buf, 4097, NULL), LARDER_E_VALUE_TOO_LARGE);
-    larder_set_options forever = {UINT64_MAX, 0, NULL, 0};
+    larder_set_options forever = {UINT64_MAX, 0, NULL, 0, 0};
     EXPECT(larder_set(c, K("k"), K("v"), &forever), LARDER_E_INVALID_TTL);
-    larder_set_options too_many = {0, 0, tags, 9};
+    larder_set_options too_many = {0, 0, tags, 9, 0};
     EXPECT(larder_set(c, K("k"), K("v"), &too_many), LARDER_E_TOO_MANY_TAGS);
-    larder_set_options null_tags = {0, 0, NULL, 2};
+    larder_set_options null_tags = {0, 0, NULL, 2, 0};
     EXPECT(larder_set(c, K("k"), K("v"), &null_tags), LARDER_E_NULL);
     EXPECT(larder_set(c, K("word"), K("abc"), NULL), LARDER_OK);
     EXPECT(larder_incr(c, K("word"), 1, &n), LARDER_E_NOT_A_NUMBER);
