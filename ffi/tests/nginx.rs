@@ -1,0 +1,199 @@
+//! `lua/larder.lua` inside a real nginx with the Lua module (Debian's
+//! `libnginx-mod-http-lua`): two worker processes serve `/set` and `/get` from one arena that
+//! this Rust process reads and writes too, and a worker SIGKILLed between requests is
+//! replaced by nginx and finds every item. Skipped without nginx's Lua module, unless
+//! LARDER_REQUIRE_NGINX_LUA is set (CI sets it).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use larder::{Cache, Config};
+use support::{built, c_tools};
+
+const MODULES: &str = "/usr/lib/nginx/modules";
+
+fn nginx_lua() -> bool {
+    let ok = Command::new("nginx").arg("-v").output().is_ok()
+        && Path::new(MODULES).join("ngx_http_lua_module.so").exists();
+    if !ok {
+        assert!(
+            std::env::var_os("LARDER_REQUIRE_NGINX_LUA").is_none(),
+            "nginx with the Lua module is required (LARDER_REQUIRE_NGINX_LUA) but is not installed"
+        );
+        eprintln!("nginx with the Lua module not installed: skipped");
+    }
+    ok
+}
+
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT would wait for connections; the test is done with them.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(dir: &Path, port: u16) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let d = dir.display();
+    // As root, nginx's workers would become `nobody`, who may not open the arena.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    format!(
+        r#"load_module {MODULES}/ndk_http_module.so;
+load_module {MODULES}/ngx_http_lua_module.so;
+{user}
+daemon off;
+master_process on;
+worker_processes 2;
+error_log {d}/error.log info;
+pid {d}/nginx.pid;
+env LARDER_LIB;
+env ARENA;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    lua_package_path "{repo}/lua/?.lua;;";
+    server {{
+        listen 127.0.0.1:{port};
+        location /set {{
+            content_by_lua_block {{
+                local d = assert(require("larder").open(os.getenv("ARENA")))
+                local ok, err = d:set(ngx.var.arg_k, ngx.var.arg_v, 0, 3)
+                ngx.say(ok and "STORED" or ("ERR " .. err))
+            }}
+        }}
+        location /get {{
+            content_by_lua_block {{
+                local d = assert(require("larder").open(os.getenv("ARENA")))
+                local v = d:get(ngx.var.arg_k)
+                ngx.say(v == nil and "MISS" or ("VALUE " .. tostring(v)))
+            }}
+        }}
+        location /incr {{
+            content_by_lua_block {{
+                local d = assert(require("larder").open(os.getenv("ARENA")))
+                local n, err = d:incr(ngx.var.arg_k, 1, 0)
+                ngx.say(n and ("COUNT " .. n) or ("ERR " .. err))
+            }}
+        }}
+        location /pid {{
+            content_by_lua_block {{ ngx.say(ngx.worker.pid()) }}
+        }}
+    }}
+}}
+"#,
+        user = if root { "user root;" } else { "" },
+        repo = repo.display(),
+    )
+}
+
+/// One HTTP/1.0 GET; the body, trimmed.
+fn get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut r = String::new();
+    s.read_to_string(&mut r)?;
+    let (head, body) = r.split_once("\r\n\r\n").unwrap_or((&r, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {r}");
+    Ok(body.trim().to_string())
+}
+
+#[test]
+fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
+    if !c_tools() || !nginx_lua() {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("larder-nginx-")
+        .tempdir()
+        .unwrap();
+    let arena: PathBuf = dir.path().join("arena");
+    let c = Cache::create(&arena, &Config::new(16 << 20).huge_pages(false)).unwrap();
+    let port = free_port();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(&conf, config(dir.path(), port)).unwrap();
+    let _nginx = Nginx(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .env("LARDER_LIB", built().prefix.join("lib/liblarder.so"))
+            .env("ARENA", &arena)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("nginx"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(port, "/pid").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // nginx writes, Rust reads (with the dict's flags 3 in the high half); Rust writes,
+    // nginx reads; both count one counter.
+    assert_eq!(get(port, "/set?k=from_nginx&v=hello").unwrap(), "STORED");
+    let mut v = Vec::new();
+    let meta = c.get_meta_into(b"from_nginx", &mut v).unwrap().unwrap();
+    assert_eq!((v.as_slice(), meta.flags), (&b"hello"[..], 3 << 16));
+    c.set(b"from_rust", b"world", None).unwrap();
+    assert_eq!(get(port, "/get?k=from_rust").unwrap(), "VALUE world");
+    assert_eq!(get(port, "/get?k=absent").unwrap(), "MISS");
+    for _ in 0..20 {
+        get(port, "/incr?k=hits").unwrap();
+    }
+    assert_eq!(
+        c.incr(b"hits", 1).unwrap(),
+        Some(21),
+        "20 counted by the workers"
+    );
+
+    // A worker SIGKILLed between requests: nginx starts another, which finds everything.
+    let pid: i32 = get(port, "/pid").unwrap().parse().unwrap();
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pids = std::collections::HashSet::new();
+    while pids.len() < 2 || pids.contains(&pid) {
+        assert!(Instant::now() < deadline, "no replacement worker: {pids:?}");
+        if let Ok(p) = get(port, "/pid") {
+            pids.insert(p.parse::<i32>().unwrap());
+            pids.retain(|&p| p != pid);
+        }
+    }
+    for _ in 0..10 {
+        assert_eq!(get(port, "/get?k=from_rust").unwrap(), "VALUE world");
+        assert_eq!(get(port, "/get?k=from_nginx").unwrap(), "VALUE hello");
+    }
+    assert_eq!(get(port, "/incr?k=hits").unwrap(), "COUNT 22");
+}
