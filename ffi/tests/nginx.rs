@@ -1,7 +1,8 @@
 //! `lua/larder.lua` inside a real nginx with the Lua module (Debian's
-//! `libnginx-mod-http-lua`): two worker processes serve `/set` and `/get` from one arena that
-//! this Rust process reads and writes too, and a worker SIGKILLed between requests is
-//! replaced by nginx and finds every item. Skipped without nginx's Lua module, unless
+//! `libnginx-mod-http-lua`): four worker processes serve `/set`, `/get` and `/incr` from one
+//! arena that this Rust process reads and writes too — every worker serves what Rust stored,
+//! four clients' increments over the four workers add up exactly — and a worker SIGKILLed
+//! between requests is replaced by nginx and finds every item. Skipped without nginx's Lua module, unless
 //! LARDER_REQUIRE_NGINX_LUA is set (CI sets it).
 
 mod support;
@@ -62,12 +63,12 @@ load_module {MODULES}/ngx_http_lua_module.so;
 {user}
 daemon off;
 master_process on;
-worker_processes 2;
+worker_processes 4;
 error_log {d}/error.log info;
 pid {d}/nginx.pid;
 env LARDER_LIB;
 env ARENA;
-events {{ worker_connections 64; }}
+events {{ worker_connections 256; }}
 http {{
     access_log off;
     client_body_temp_path {d}/body;
@@ -89,7 +90,7 @@ http {{
             content_by_lua_block {{
                 local d = assert(require("larder").open(os.getenv("ARENA")))
                 local v = d:get(ngx.var.arg_k)
-                ngx.say(v == nil and "MISS" or ("VALUE " .. tostring(v)))
+                ngx.say(ngx.worker.pid(), " ", v == nil and "MISS" or ("VALUE " .. tostring(v)))
             }}
         }}
         location /incr {{
@@ -165,16 +166,28 @@ fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
     let meta = c.get_meta_into(b"from_nginx", &mut v).unwrap().unwrap();
     assert_eq!((v.as_slice(), meta.flags), (&b"hello"[..], 3 << 16));
     c.set(b"from_rust", b"world", None).unwrap();
-    assert_eq!(get(port, "/get?k=from_rust").unwrap(), "VALUE world");
-    assert_eq!(get(port, "/get?k=absent").unwrap(), "MISS");
-    for _ in 0..20 {
-        get(port, "/incr?k=hits").unwrap();
+    // Every worker serves what Rust stored (requests go to the workers in turn, roughly).
+    let mut served = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served.len() < 4 {
+        assert!(Instant::now() < deadline, "only workers {served:?} answered");
+        let r = get(port, "/get?k=from_rust").unwrap();
+        let (pid, v) = r.split_once(' ').unwrap();
+        assert_eq!(v, "VALUE world", "worker {pid}");
+        served.insert(pid.to_string());
     }
-    assert_eq!(
-        c.incr(b"hits", 1).unwrap(),
-        Some(21),
-        "20 counted by the workers"
-    );
+    assert!(get(port, "/get?k=absent").unwrap().ends_with(" MISS"));
+    // Four clients at once, 50 increments each, over the four workers: exact.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    assert!(get(port, "/incr?k=hits").unwrap().starts_with("COUNT "));
+                }
+            });
+        }
+    });
+    assert_eq!(c.incr(b"hits", 1).unwrap(), Some(201), "200 counted by the workers");
 
     // A worker SIGKILLed between requests: nginx starts another, which finds everything.
     let pid: i32 = get(port, "/pid").unwrap().parse().unwrap();
@@ -184,16 +197,16 @@ fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut pids = std::collections::HashSet::new();
-    while pids.len() < 2 || pids.contains(&pid) {
+    while pids.len() < 4 {
         assert!(Instant::now() < deadline, "no replacement worker: {pids:?}");
         if let Ok(p) = get(port, "/pid") {
             pids.insert(p.parse::<i32>().unwrap());
             pids.retain(|&p| p != pid);
         }
     }
-    for _ in 0..10 {
-        assert_eq!(get(port, "/get?k=from_rust").unwrap(), "VALUE world");
-        assert_eq!(get(port, "/get?k=from_nginx").unwrap(), "VALUE hello");
+    for _ in 0..20 {
+        assert!(get(port, "/get?k=from_rust").unwrap().ends_with(" VALUE world"));
+        assert!(get(port, "/get?k=from_nginx").unwrap().ends_with(" VALUE hello"));
     }
-    assert_eq!(get(port, "/incr?k=hits").unwrap(), "COUNT 22");
+    assert_eq!(get(port, "/incr?k=hits").unwrap(), "COUNT 202");
 }
