@@ -196,6 +196,14 @@ enum larder_status larder_cas(const struct larder_cache *c,
                               uint64_t ttl_ms,
                               uint64_t cas);
 
+enum larder_status larder_cas_with(const struct larder_cache *c,
+                                   const uint8_t *key,
+                                   size_t klen,
+                                   const uint8_t *value,
+                                   size_t vlen,
+                                   const struct larder_set_options *opts,
+                                   uint64_t cas);
+
 enum larder_status larder_delete(const struct larder_cache *c,
                                  const uint8_t *key,
                                  size_t klen);

@@ -394,6 +394,33 @@ pub unsafe extern "C" fn larder_cas(
     })
 }
 
+/// As `larder_cas`, with the options of a set (TTL, grace, tags, client flags: the PHP
+/// binding's `cas` keeps a counter's type flag).
+#[no_mangle]
+pub unsafe extern "C" fn larder_cas_with(
+    c: *const larder_cache,
+    key: *const u8,
+    klen: usize,
+    value: *const u8,
+    vlen: usize,
+    opts: *const larder_set_options,
+    cas: u64,
+) -> larder_status {
+    guard(|| {
+        // SAFETY: the caller's promises on c and key.
+        let (cache, key) = unsafe { cache_key(c, key, klen) }?;
+        // SAFETY: `vlen` bytes at `value`, by the caller's promise.
+        let value = unsafe { bytes(value, vlen, "value") }?;
+        // SAFETY: NULL or a valid struct, by the caller's promise.
+        let opts = unsafe { set_options(opts) }?;
+        Ok(match cache.cas_with(key, value, CasToken(cas), &opts)? {
+            CasOutcome::Stored => LARDER_OK,
+            CasOutcome::Exists => LARDER_EXISTS,
+            CasOutcome::NotFound => LARDER_NOT_FOUND,
+        })
+    })
+}
+
 /// Deletes `key`: `LARDER_OK`, or `LARDER_NOT_FOUND`.
 #[no_mangle]
 pub unsafe extern "C" fn larder_delete(

@@ -170,7 +170,10 @@ fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
     let mut served = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while served.len() < 4 {
-        assert!(Instant::now() < deadline, "only workers {served:?} answered");
+        assert!(
+            Instant::now() < deadline,
+            "only workers {served:?} answered"
+        );
         let r = get(port, "/get?k=from_rust").unwrap();
         let (pid, v) = r.split_once(' ').unwrap();
         assert_eq!(v, "VALUE world", "worker {pid}");
@@ -187,7 +190,11 @@ fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
             });
         }
     });
-    assert_eq!(c.incr(b"hits", 1).unwrap(), Some(201), "200 counted by the workers");
+    assert_eq!(
+        c.incr(b"hits", 1).unwrap(),
+        Some(201),
+        "200 counted by the workers"
+    );
 
     // A worker SIGKILLed between requests: nginx starts another, which finds everything.
     let pid: i32 = get(port, "/pid").unwrap().parse().unwrap();
@@ -205,8 +212,12 @@ fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
         }
     }
     for _ in 0..20 {
-        assert!(get(port, "/get?k=from_rust").unwrap().ends_with(" VALUE world"));
-        assert!(get(port, "/get?k=from_nginx").unwrap().ends_with(" VALUE hello"));
+        assert!(get(port, "/get?k=from_rust")
+            .unwrap()
+            .ends_with(" VALUE world"));
+        assert!(get(port, "/get?k=from_nginx")
+            .unwrap()
+            .ends_with(" VALUE hello"));
     }
     assert_eq!(get(port, "/incr?k=hits").unwrap(), "COUNT 202");
 }
