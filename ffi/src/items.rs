@@ -232,12 +232,14 @@ pub unsafe extern "C" fn larder_get_stale(
     })
 }
 
-/// What to do with a value: the three store modes.
+/// What to do with a value: the store modes.
 #[derive(Clone, Copy)]
 enum Store {
     Set,
     Add,
     Replace,
+    /// Only over the version this CAS token names.
+    Cas(u64),
 }
 
 /// # Safety
@@ -267,6 +269,11 @@ unsafe fn store(
             Store::Add => LARDER_EXISTS,
             Store::Replace if cache.replace_with(key, value, &o)? => LARDER_OK,
             Store::Replace => LARDER_NOT_FOUND,
+            Store::Cas(token) => match cache.cas_with(key, value, CasToken(token), &o)? {
+                CasOutcome::Stored => LARDER_OK,
+                CasOutcome::Exists => LARDER_EXISTS,
+                CasOutcome::NotFound => LARDER_NOT_FOUND,
+            },
         })
     })
 }
@@ -406,19 +413,8 @@ pub unsafe extern "C" fn larder_cas_with(
     opts: *const larder_set_options,
     cas: u64,
 ) -> larder_status {
-    guard(|| {
-        // SAFETY: the caller's promises on c and key.
-        let (cache, key) = unsafe { cache_key(c, key, klen) }?;
-        // SAFETY: `vlen` bytes at `value`, by the caller's promise.
-        let value = unsafe { bytes(value, vlen, "value") }?;
-        // SAFETY: NULL or a valid struct, by the caller's promise.
-        let opts = unsafe { set_options(opts) }?;
-        Ok(match cache.cas_with(key, value, CasToken(cas), &opts)? {
-            CasOutcome::Stored => LARDER_OK,
-            CasOutcome::Exists => LARDER_EXISTS,
-            CasOutcome::NotFound => LARDER_NOT_FOUND,
-        })
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { store(c, key, klen, value, vlen, opts, Store::Cas(cas)) }
 }
 
 /// Deletes `key`: `LARDER_OK`, or `LARDER_NOT_FOUND`.

@@ -10,8 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use larder::{Cache, Config};
-use support::{built, c_tools, run};
+use support::{binding_arena, built, c_tools, run, value_and_flags};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,37 +65,23 @@ fn the_dict_api_under_luajit_shares_items_with_rust() {
     if !c_tools() || !luajit() {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("larder-lua-")
-        .tempdir()
-        .unwrap();
-    let arena = dir.path().join("arena");
-    let c = Cache::create(
-        &arena,
-        &Config::new(16 << 20)
-            .max_value_len(65536)
-            .segment_size(256 << 10)
-            .huge_pages(false),
-    )
-    .unwrap();
-    c.set(b"rust:str", b"from rust", None).unwrap();
-    c.set(b"rust:n", b"7", None).unwrap();
+    let (_dir, arena, c) = binding_arena("larder-lua-");
     let script = repo().join("lua/tests/dict_test.lua");
     let out = lua(&arena, &[script.to_str().unwrap(), arena.to_str().unwrap()]);
     assert!(out.contains("RESULT ok"), "{out}");
 
     // What Lua wrote, as Rust (and the listener, and Python) see it.
-    let mut v = Vec::new();
-    let meta = c.get_meta_into(b"lua:int", &mut v).unwrap().unwrap();
     assert_eq!(
-        (v.as_slice(), meta.flags),
-        (&b"42"[..], 2),
+        value_and_flags(&c, b"lua:int"),
+        (b"42".to_vec(), 2),
         "an integer: decimal text, flags 2"
     );
-    let meta = c.get_meta_into(b"lua:str", &mut v).unwrap().unwrap();
-    assert_eq!((v.as_slice(), meta.flags), (&b"from lua"[..], 0));
-    let meta = c.get_meta_into(b"lua:user", &mut v).unwrap().unwrap();
-    assert_eq!(meta.flags, 7 << 16, "the dict's flags in the high 16 bits");
+    assert_eq!(value_and_flags(&c, b"lua:str"), (b"from lua".to_vec(), 0));
+    assert_eq!(
+        value_and_flags(&c, b"lua:user").1,
+        7 << 16,
+        "the dict's flags in the high 16 bits"
+    );
     assert_eq!(
         c.get(b"rust:n").unwrap().as_deref(),
         Some(&b"8"[..]),

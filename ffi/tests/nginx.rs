@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use larder::{Cache, Config};
-use support::{built, c_tools};
+use support::{built, c_tools, value_and_flags};
 
 const MODULES: &str = "/usr/lib/nginx/modules";
 
@@ -162,9 +162,10 @@ fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
     // nginx writes, Rust reads (with the dict's flags 3 in the high half); Rust writes,
     // nginx reads; both count one counter.
     assert_eq!(get(port, "/set?k=from_nginx&v=hello").unwrap(), "STORED");
-    let mut v = Vec::new();
-    let meta = c.get_meta_into(b"from_nginx", &mut v).unwrap().unwrap();
-    assert_eq!((v.as_slice(), meta.flags), (&b"hello"[..], 3 << 16));
+    assert_eq!(
+        value_and_flags(&c, b"from_nginx"),
+        (b"hello".to_vec(), 3 << 16)
+    );
     c.set(b"from_rust", b"world", None).unwrap();
     // Every worker serves what Rust stored (requests go to the workers in turn, roughly).
     let mut served = std::collections::HashSet::new();

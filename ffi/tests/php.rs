@@ -9,8 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use larder::{Cache, Config};
-use support::{built, c_tools, run};
+use support::{binding_arena, built, c_tools, run, value_and_flags};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,21 +49,7 @@ fn the_php_classes_share_the_arena_with_rust_and_count_exactly_across_processes(
     if !c_tools() || !php() {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("larder-php-")
-        .tempdir()
-        .unwrap();
-    let arena = dir.path().join("arena");
-    let c = Cache::create(
-        &arena,
-        &Config::new(16 << 20)
-            .max_value_len(256 << 10)
-            .segment_size(1 << 20)
-            .huge_pages(false),
-    )
-    .unwrap();
-    c.set(b"rust:str", b"from rust", None).unwrap();
-    c.set(b"rust:n", b"7", None).unwrap();
+    let (_dir, arena, c) = binding_arena("larder-php-");
 
     let out = run(php_cmd("phpunit", &arena).args([
         "--colors=never",
@@ -74,17 +59,14 @@ fn the_php_classes_share_the_arena_with_rust_and_count_exactly_across_processes(
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("OK ("), "{text}");
 
-    let mut v = Vec::new();
-    let meta = c.get_meta_into(b"php:int", &mut v).unwrap().unwrap();
     assert_eq!(
-        (v.as_slice(), meta.flags),
-        (&b"42"[..], 2),
+        value_and_flags(&c, b"php:int"),
+        (b"42".to_vec(), 2),
         "an integer: decimal text, flags 2"
     );
-    let meta = c.get_meta_into(b"php:str", &mut v).unwrap().unwrap();
-    assert_eq!((v.as_slice(), meta.flags), (&b"from php"[..], 0));
-    let meta = c.get_meta_into(b"php:arr", &mut v).unwrap().unwrap();
-    assert_eq!(meta.flags, 1024, "serialize()d");
+    assert_eq!(value_and_flags(&c, b"php:str"), (b"from php".to_vec(), 0));
+    let (v, flags) = value_and_flags(&c, b"php:arr");
+    assert_eq!(flags, 1024, "serialize()d");
     assert!(v.starts_with(b"a:2:{"), "{:?}", String::from_utf8_lossy(&v));
     assert_eq!(
         c.get(b"rust:n").unwrap().as_deref(),

@@ -152,3 +152,32 @@ pub fn built() -> &'static Built {
         built
     })
 }
+
+/// An arena for a binding's test (16 MiB, values to 256 KiB, 4 KiB pages) in a temporary
+/// directory, holding what the binding's script expects Rust to have stored: `rust:str` =
+/// "from rust" and the counter `rust:n` = 7 as text.
+pub fn binding_arena(prefix: &str) -> (tempfile::TempDir, PathBuf, larder::Cache) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let arena = dir.path().join("arena");
+    let c = larder::Cache::create(
+        &arena,
+        &larder::Config::new(16 << 20)
+            .max_value_len(256 << 10)
+            .segment_size(1 << 20)
+            .huge_pages(false),
+    )
+    .unwrap();
+    c.set(b"rust:str", b"from rust", None).unwrap();
+    c.set(b"rust:n", b"7", None).unwrap();
+    (dir, arena, c)
+}
+
+/// The value and client flags of `key`, as Rust (and the listener) see them.
+pub fn value_and_flags(c: &larder::Cache, key: &[u8]) -> (Vec<u8>, u32) {
+    let mut v = Vec::new();
+    let meta = c
+        .get_meta_into(key, &mut v)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{} is missing", String::from_utf8_lossy(key)));
+    (v, meta.flags)
+}
