@@ -7,14 +7,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use larder::{Cache, Config};
-use support::{built, c_tools, value_and_flags};
+use support::{
+    built, c_tools, free_port, http_get as get, is_root, value_and_flags, wait_http, Killed,
+};
 
 const MODULES: &str = "/usr/lib/nginx/modules";
 
@@ -31,32 +31,11 @@ fn nginx_lua() -> bool {
     ok
 }
 
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGQUIT would wait for connections; the test is done with them.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(dir: &Path, port: u16) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let d = dir.display();
     // As root, nginx's workers would become `nobody`, who may not open the arena.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let root = is_root();
     format!(
         r#"load_module {MODULES}/ndk_http_module.so;
 load_module {MODULES}/ngx_http_lua_module.so;
@@ -111,18 +90,6 @@ http {{
     )
 }
 
-/// One HTTP/1.0 GET; the body, trimmed.
-fn get(port: u16, path: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut r = String::new();
-    s.read_to_string(&mut r)?;
-    let (head, body) = r.split_once("\r\n\r\n").unwrap_or((&r, ""));
-    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {r}");
-    Ok(body.trim().to_string())
-}
-
 #[test]
 fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
     if !c_tools() || !nginx_lua() {
@@ -137,7 +104,7 @@ fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
     let port = free_port();
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, config(dir.path(), port)).unwrap();
-    let _nginx = Nginx(
+    let _nginx = Killed(
         Command::new("nginx")
             .arg("-p")
             .arg(dir.path())
@@ -149,15 +116,7 @@ fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
             .spawn()
             .expect("nginx"),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(port, "/pid").is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not start: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_http(port, "/pid", &dir.path().join("error.log"));
 
     // nginx writes, Rust reads (with the dict's flags 3 in the high half); Rust writes,
     // nginx reads; both count one counter.

@@ -7,9 +7,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use support::{binding_arena, built, c_tools, run, value_and_flags};
+use support::{
+    binding_arena, built, c_tools, free_port, http_get, is_root, run, value_and_flags, wait_http,
+    Killed,
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,4 +91,94 @@ fn the_php_classes_share_the_arena_with_rust_and_count_exactly_across_processes(
         assert!(k.wait_with_output().unwrap().status.success());
     }
     assert_eq!(c.incr(b"php:count", 1).unwrap(), Some(801));
+}
+
+/// A real php8.2-fpm pool of four workers (FFI enabled for the pool with
+/// `php_admin_value[ffi.enable] = 1`, the snippet docs/bindings.md ships) behind nginx:
+/// every worker reads what Rust stored, and four clients' increments over the pool add up.
+#[test]
+fn a_php_fpm_pool_shares_the_arena_and_counts_exactly() {
+    if !c_tools() || !php() {
+        return;
+    }
+    let fpm = "php-fpm8.2";
+    if Command::new(fpm).arg("-v").output().is_err() {
+        assert!(
+            std::env::var_os("LARDER_REQUIRE_PHP").is_none(),
+            "{fpm} is required (LARDER_REQUIRE_PHP)"
+        );
+        eprintln!("{fpm} not installed: skipped");
+        return;
+    }
+    let (dir, arena, c) = binding_arena("larder-fpm-");
+    let d = dir.path().display();
+    let root = is_root();
+    std::fs::write(
+        dir.path().join("fpm.conf"),
+        format!(
+            "[global]\npid = {d}/fpm.pid\nerror_log = {d}/fpm.log\ndaemonize = no\n\
+             [larder]\n{user}listen = {d}/fpm.sock\npm = static\npm.max_children = 4\n\
+             clear_env = no\ncatch_workers_output = yes\nphp_admin_value[ffi.enable] = 1\n",
+            user = if root { "user = root\n" } else { "" },
+        ),
+    )
+    .unwrap();
+    let mut cmd = php_cmd(fpm, &arena);
+    cmd.args(["-F", "-y"]).arg(dir.path().join("fpm.conf"));
+    if root {
+        cmd.arg("-R");
+    }
+    let _fpm = Killed(cmd.stderr(Stdio::null()).spawn().unwrap());
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        format!(
+            "daemon off;\nworker_processes 1;\n{user}pid {d}/nginx.pid;\n\
+             error_log {d}/nginx.log;\nevents {{ worker_connections 64; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             server {{\n  listen 127.0.0.1:{port};\n  location /fpm {{\n\
+             include /etc/nginx/fastcgi_params;\n\
+             fastcgi_param SCRIPT_FILENAME {script};\n\
+             fastcgi_pass unix:{d}/fpm.sock;\n  }}\n }}\n}}\n",
+            user = if root { "user root;\n" } else { "" },
+            script = repo().join("php/tests/fpm.php").display(),
+        ),
+    )
+    .unwrap();
+    let _nginx = Killed(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(port, "/fpm?op=get&k=rust:str", &dir.path().join("fpm.log"));
+
+    let mut served = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while served.len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {served:?} answered"
+        );
+        let r = http_get(port, "/fpm?op=get&k=rust:str").unwrap();
+        let (pid, v) = r.split_once(' ').unwrap();
+        assert_eq!(v, "'from rust'", "worker {pid}");
+        served.insert(pid.to_string());
+    }
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    http_get(port, "/fpm?op=inc").unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(c.incr(b"fpm:count", 1).unwrap(), Some(201));
 }

@@ -181,3 +181,79 @@ pub fn value_and_flags(c: &larder::Cache, key: &[u8]) -> (Vec<u8>, u32) {
         .unwrap_or_else(|| panic!("{} is missing", String::from_utf8_lossy(key)));
     (v, meta.flags)
 }
+
+/// A server a test started, stopped when dropped: SIGTERM (nginx's and php-fpm's master
+/// then stops its workers; a SIGKILLed master would leave them running, holding the port),
+/// and SIGKILL if it has not exited within 5 s.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.0 GET to 127.0.0.1:`port`: the status line and the body, trimmed.
+fn http(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut r = String::new();
+    s.read_to_string(&mut r)?;
+    let (head, body) = r.split_once("\r\n\r\n").unwrap_or((&r, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, body.trim().to_string()))
+}
+
+/// One HTTP/1.0 GET to 127.0.0.1:`port`; the body, trimmed. Asserts a 200.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let (status, body) = http(port, path)?;
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "{path}: {status}\n{body}"
+    );
+    Ok(body)
+}
+
+/// Waits until `port` answers `path` with a 200 (servers the test started, and what they
+/// stand in front of), or panics with `log`.
+pub fn wait_http(port: u16, path: &str, log: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !http(port, path).is_ok_and(|(status, _)| status.starts_with("HTTP/1.1 200")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether this process runs as root (servers it starts must then be told whom to run as).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
