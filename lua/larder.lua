@@ -402,14 +402,28 @@ function M.open(path)
         u64 = ffi.new("uint64_t[1]"),
         i64 = ffi.new("int64_t[1]"),
         retired = ffi.new("int[1]"),
+        reads = 0,
         opts = ffi.new("larder_set_options"),
     }, Dict)
     handles[key] = d
     return d
 end
 
+-- Reads between two checks that the arena was not replaced: a read of a replaced arena
+-- sees what it held when larderd moved it aside, so it may lag by that many reads; every
+-- write checks (a write into a replaced arena would be lost to the other processes).
+local READS_PER_CHECK = 256
+
 -- The handle to use: the arena's current one (a replaced arena is re-opened).
-function Dict:handle()
+function Dict:handle(write)
+    if not write then
+        local n = self.reads + 1
+        if n < READS_PER_CHECK then
+            self.reads = n
+            return self.h
+        end
+    end
+    self.reads = 0
     if C.larder_is_retired(self.h, self.retired) == 0 and self.retired[0] ~= 0 then
         local h = open_handle(self.path)
         if h then
@@ -453,19 +467,28 @@ local function decode(bytes, flags)
     return bytes, user
 end
 
--- Reads key through `fetch` (larder_get_flags or larder_get_stale), growing the buffer
--- when the value is longer than it.
+-- A read whose value was longer than the buffer: grow it to the length reported and read
+-- again (the value may have grown meanwhile: repeat).
+local function read_grown(self, fetch, h, key)
+    local rc
+    repeat
+        self.cap = tonumber(self.len[0])
+        self.buf = ffi.new("uint8_t[?]", self.cap)
+        rc = fetch(h, key, #key, self.buf, self.cap, self.len, self.flags)
+    until rc ~= C.LARDER_TOO_SMALL
+    return rc
+end
+
+-- Reads key through `fetch` (larder_get_flags or larder_get_stale). No loop here: a loop
+-- inside the function every get runs would abort the JIT's traces of the caller's loops
+-- ("inner loop in root trace"), and an uncompiled get costs five times a compiled one.
 local function read(self, fetch, key)
     local h = self:handle()
-    while true do
-        local rc = fetch(h, key, #key, self.buf, self.cap, self.len, self.flags)
-        if rc == C.LARDER_TOO_SMALL then
-            self.cap = tonumber(self.len[0])
-            self.buf = ffi.new("uint8_t[?]", self.cap)
-        else
-            return rc
-        end
+    local rc = fetch(h, key, #key, self.buf, self.cap, self.len, self.flags)
+    if rc == C.LARDER_TOO_SMALL then
+        return read_grown(self, fetch, h, key)
     end
+    return rc
 end
 
 local function get_flags(h, key, klen, buf, cap, len, flags)
@@ -498,7 +521,7 @@ function Dict:get(key)
     elseif rc ~= 0 then
         return nil, last_error(rc)
     end
-    local v, user = decode(ffi.string(self.buf, self.len[0]), self.flags[0])
+    local v, user = decode(ffi.string(self.buf, tonumber(self.len[0])), self.flags[0])
     if user == 0 then
         user = nil
     end
@@ -519,7 +542,7 @@ function Dict:get_stale(key)
     elseif rc ~= 0 and rc ~= C.LARDER_STALE then
         return nil, last_error(rc)
     end
-    return ffi.string(self.buf, self.len[0]), nil, rc == C.LARDER_STALE
+    return ffi.string(self.buf, tonumber(self.len[0])), nil, rc == C.LARDER_STALE
 end
 
 local function store(self, fn, key, value, exptime, flags)
@@ -548,7 +571,7 @@ local function store(self, fn, key, value, exptime, flags)
     o.tags = nil
     o.ntags = 0
     o.flags = f
-    local rc = fn(self:handle(), key, #key, bytes, #bytes, o)
+    local rc = fn(self:handle(true), key, #key, bytes, #bytes, o)
     if rc == 0 then
         return true, nil, false
     elseif rc == C.LARDER_EXISTS or rc == C.LARDER_NOT_STORED then
@@ -582,7 +605,7 @@ function Dict:delete(key)
     if e then
         return nil, e
     end
-    local rc = C.larder_delete(self:handle(), key, #key)
+    local rc = C.larder_delete(self:handle(true), key, #key)
     if rc ~= 0 and rc ~= C.LARDER_NOT_FOUND then
         return nil, last_error(rc)
     end
@@ -599,7 +622,7 @@ function Dict:incr(key, value, init, init_ttl)
     if type(value) ~= "number" or value < 0 or value ~= math.floor(value) then
         return nil, "not a number"
     end
-    local h = self:handle()
+    local h = self:handle(true)
     for _ = 1, 3 do
         local rc = C.larder_incr(h, key, #key, value, self.u64)
         if rc == 0 then
@@ -654,7 +677,7 @@ function Dict:expire(key, exptime)
     if type(exptime) ~= "number" or exptime < 0 then
         return nil, "bad exptime"
     end
-    local rc = C.larder_touch(self:handle(), key, #key, math.ceil(exptime * 1000))
+    local rc = C.larder_touch(self:handle(true), key, #key, math.ceil(exptime * 1000))
     if rc == C.LARDER_NOT_FOUND then
         return nil, "not found"
     elseif rc ~= 0 then
@@ -664,7 +687,7 @@ function Dict:expire(key, exptime)
 end
 
 function Dict:flush_all()
-    C.larder_flush(self:handle(), self.u64)
+    C.larder_flush(self:handle(true), self.u64)
 end
 
 -- larderd sweeps expired items itself; there is nothing left to flush: 0.

@@ -182,6 +182,16 @@ impl Cache {
     /// For callers that own a fixed buffer (the C ABI): no allocation, no second copy.
     #[inline]
     pub fn get_into_slice(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        Ok(self.get_flags_into_slice(key, buf)?.map(|(len, _)| len))
+    }
+
+    /// As [`Cache::get_into_slice`], also giving the item's client flags.
+    #[inline]
+    pub fn get_flags_into_slice(
+        &self,
+        key: &[u8],
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, u32)>, Error> {
         let who = self.inner.who()?;
         self.inner.eng.get_slice(who, key, buf)
     }

@@ -123,11 +123,34 @@ pub unsafe extern "C" fn larder_get(
     cap: usize,
     len: *mut usize,
 ) -> larder_status {
+    // SAFETY: forwarded from the caller.
+    unsafe { get_to_buf(c, key, klen, buf, cap, len, None) }
+}
+
+/// `larder_get` and `larder_get_flags`: straight from the arena into the caller's buffer
+/// (no scratch, no second copy), and the flags into `*flags` when asked for.
+///
+/// # Safety
+/// As `larder_get`; `flags`, when given, is NULL or writable.
+unsafe fn get_to_buf(
+    c: *const larder_cache,
+    key: *const u8,
+    klen: usize,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    flags: Option<*mut u32>,
+) -> larder_status {
     guard(|| {
         // SAFETY: the caller's promises on c, key, len and buf (see the header).
         let (cache, key) = unsafe { cache_key(c, key, klen) }?;
         // SAFETY: as above.
         let len = unsafe { out(len, "len") }?;
+        let flags = match flags {
+            // SAFETY: NULL or writable, by the caller's promise.
+            Some(f) => Some(unsafe { out(f, "flags") }?),
+            None => None,
+        };
         let dst: &mut [u8] = if buf.is_null() {
             if cap != 0 {
                 return Err(crate::args::null("buf"));
@@ -138,14 +161,16 @@ pub unsafe extern "C" fn larder_get(
             // and nothing else refers to them meanwhile.
             unsafe { std::slice::from_raw_parts_mut(buf, cap) }
         };
-        // Straight from the arena into the caller's buffer: no scratch, no second copy.
-        Ok(match cache.get_into_slice(key, dst)? {
+        Ok(match cache.get_flags_into_slice(key, dst)? {
             None => {
                 *len = 0;
                 LARDER_NOT_FOUND
             }
-            Some(n) => {
+            Some((n, f)) => {
                 *len = n;
+                if let Some(out) = flags {
+                    *out = f;
+                }
                 if n > cap {
                     LARDER_TOO_SMALL
                 } else {
@@ -358,21 +383,8 @@ pub unsafe extern "C" fn larder_get_flags(
     len: *mut usize,
     flags: *mut u32,
 ) -> larder_status {
-    guard(|| {
-        // SAFETY: the caller's promises on c and key.
-        let (cache, key) = unsafe { cache_key(c, key, klen) }?;
-        // SAFETY: writable places, by the caller's promise.
-        let (len, flags) = unsafe { (out(len, "len")?, out(flags, "flags")?) };
-        with_scratch(|v| {
-            let Some(meta) = cache.get_meta_into(key, v)? else {
-                *len = 0;
-                return Ok(LARDER_NOT_FOUND);
-            };
-            *flags = meta.flags;
-            // SAFETY: `buf` has `cap` writable bytes, by the caller's promise.
-            unsafe { copy_out(v, buf, cap, len) }
-        })
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { get_to_buf(c, key, klen, buf, cap, len, Some(flags)) }
 }
 
 /// Stores `value` only if the item is still the one `cas` (from `larder_gets`) names:

@@ -28,6 +28,13 @@ final class Cache
     /** @var \FFI\CData larder_cache* */
     private $h;
     private ?string $path;
+    private int $reads = 0;
+    /** Buffers reused by every call (FFI::new costs more than the read itself). */
+    private $retired;
+    private $len;
+    private $flags;
+    private $buf;
+    private int $cap = 4096;
 
     /**
      * @param string|null $path   the arena (null: the default arena path)
@@ -40,6 +47,10 @@ final class Cache
         $lib ??= getenv('LARDER_LIB') ?: 'liblarder.so';
         $this->ffi = self::$ffis[$lib] ??= \FFI::cdef(self::header($header, $lib), $lib);
         $this->path = $path;
+        $this->retired = $this->ffi->new('int[1]');
+        $this->len = $this->ffi->new('size_t[1]');
+        $this->flags = $this->ffi->new('uint32_t[1]');
+        $this->buf = $this->ffi->new("uint8_t[{$this->cap}]");
         $this->h = $this->open();
     }
 
@@ -85,11 +96,19 @@ final class Cache
         return $s !== '' ? $s : (string) $this->ffi->larder_strerror($rc);
     }
 
-    /** The current handle (an arena larderd replaced is re-opened). */
-    private function handle()
+    /**
+     * The current handle (an arena larderd replaced is re-opened). Reads check every 256th
+     * time (a read of a replaced arena sees what it held when it was moved aside, so it may
+     * lag by that many reads); writes always (a write into it would be lost to others).
+     */
+    private function handle(bool $write = false)
     {
-        $r = $this->ffi->new('int');
-        if ($this->ffi->larder_is_retired($this->h, \FFI::addr($r)) === 0 && $r->cdata !== 0) {
+        if (!$write && ++$this->reads < 256) {
+            return $this->h;
+        }
+        $this->reads = 0;
+        if ($this->ffi->larder_is_retired($this->h, $this->retired) === 0
+            && $this->retired[0] !== 0) {
             $old = $this->h;
             $this->h = $this->open();
             $this->ffi->larder_close($old);
@@ -137,24 +156,21 @@ final class Cache
     /** Reads key: [bytes, flags] or null when missing. */
     private function read(string $key): ?array
     {
-        $cap = 4096;
-        $len = $this->ffi->new('size_t');
-        $flags = $this->ffi->new('uint32_t');
         while (true) {
-            $buf = $this->ffi->new("uint8_t[$cap]");
-            $rc = $this->ffi->larder_get_flags($this->handle(), $key, strlen($key), $buf, $cap,
-                \FFI::addr($len), \FFI::addr($flags));
+            $rc = $this->ffi->larder_get_flags($this->handle(), $key, strlen($key), $this->buf,
+                $this->cap, $this->len, $this->flags);
+            if ($rc === 0) {
+                return [\FFI::string($this->buf, $this->len[0]), $this->flags[0]];
+            }
             if ($rc === $this->ffi->LARDER_TOO_SMALL) {
-                $cap = $len->cdata;
+                $this->cap = $this->len[0];
+                $this->buf = $this->ffi->new("uint8_t[{$this->cap}]");
                 continue;
             }
             if ($rc === $this->ffi->LARDER_NOT_FOUND) {
                 return null;
             }
-            if ($rc !== 0) {
-                $this->fail($rc);
-            }
-            return [\FFI::string($buf, $len->cdata), $flags->cdata];
+            $this->fail($rc);
         }
     }
 
@@ -169,7 +185,7 @@ final class Cache
     private function write(string $fn, string $key, mixed $var, int $ttl): int
     {
         [$bytes, $flags] = self::encode($var);
-        $rc = $this->ffi->$fn($this->handle(), $key, strlen($key), $bytes, strlen($bytes),
+        $rc = $this->ffi->$fn($this->handle(true), $key, strlen($key), $bytes, strlen($bytes),
             \FFI::addr($this->options($ttl, $flags)));
         return $rc;
     }
@@ -214,7 +230,7 @@ final class Cache
         }
         $v = (string) $new;
         $o = $this->options($this->ttl($key) ?? 0, self::FLAG_INT);
-        $rc = $this->ffi->larder_cas_with($this->handle(), $key, strlen($key), $v, strlen($v),
+        $rc = $this->ffi->larder_cas_with($this->handle(true), $key, strlen($key), $v, strlen($v),
             \FFI::addr($o), $token->cdata);
         return $rc === 0;
     }
@@ -241,7 +257,7 @@ final class Cache
         }
         $out = $this->ffi->new('uint64_t');
         for ($i = 0; $i < 3; $i++) {
-            $rc = $this->ffi->$fn($this->handle(), $key, strlen($key), $step, \FFI::addr($out));
+            $rc = $this->ffi->$fn($this->handle(true), $key, strlen($key), $step, \FFI::addr($out));
             if ($rc === 0) {
                 $success = true;
                 return $out->cdata;
@@ -277,7 +293,7 @@ final class Cache
     /** apcu_delete: whether there was a value. */
     public function delete(string $key): bool
     {
-        $rc = $this->ffi->larder_delete($this->handle(), $key, strlen($key));
+        $rc = $this->ffi->larder_delete($this->handle(true), $key, strlen($key));
         if ($rc !== 0 && $rc !== $this->ffi->LARDER_NOT_FOUND) {
             $this->fail($rc);
         }
@@ -301,8 +317,10 @@ final class Cache
         $len = $this->ffi->new('size_t');
         $lease = $this->ffi->new('larder_lease');
         for (;;) {
+            // One handle for the lease's whole life (taken and given back on one arena).
+            $h = $this->handle(true);
             $buf = $this->ffi->new("uint8_t[$cap]");
-            $rc = $this->ffi->larder_get_or_lease($this->handle(), $key, strlen($key), 0, 0.0,
+            $rc = $this->ffi->larder_get_or_lease($h, $key, strlen($key), 0, 0.0,
                 $buf, $cap, \FFI::addr($len), \FFI::addr($lease));
             if ($rc === $this->ffi->LARDER_TOO_SMALL) {
                 $cap = $len->cdata;
@@ -326,12 +344,12 @@ final class Cache
             try {
                 $value = $generator($key);
             } catch (\Throwable $e) {
-                $this->ffi->larder_release_lease($this->handle(), $key, strlen($key),
+                $this->ffi->larder_release_lease($h, $key, strlen($key),
                     \FFI::addr($lease));
                 throw $e;
             }
             [$bytes, $flags] = self::encode($value);
-            $rc = $this->ffi->larder_fill_lease($this->handle(), $key, strlen($key),
+            $rc = $this->ffi->larder_fill_lease($h, $key, strlen($key),
                 \FFI::addr($lease), $bytes, strlen($bytes), \FFI::addr($this->options($ttl, $flags)));
             if ($rc !== 0 && $rc !== $this->ffi->LARDER_NOT_STORED) {
                 $this->fail($rc);
@@ -344,7 +362,7 @@ final class Cache
     public function clear(): bool
     {
         $n = $this->ffi->new('uint64_t');
-        $rc = $this->ffi->larder_flush($this->handle(), \FFI::addr($n));
+        $rc = $this->ffi->larder_flush($this->handle(true), \FFI::addr($n));
         if ($rc !== 0) {
             $this->fail($rc);
         }

@@ -204,18 +204,19 @@ impl<M: Mem> Engine<M> {
     }
 
     /// The value of a live `key` into the front of `buf` if it fits: its length (larger than
-    /// `buf` when it did not fit, and nothing was copied), or `None` on a miss.
+    /// `buf` when it did not fit, and nothing was copied) and its client flags, or `None`
+    /// on a miss.
     #[inline]
     pub(crate) fn get_slice(
         &self,
         who: Who,
         key: &[u8],
         buf: &mut [u8],
-    ) -> Result<Option<usize>, Error> {
+    ) -> Result<Option<(usize, u32)>, Error> {
         self.check_key(key)?;
         let mut sink = SliceSink { buf, len: 0 };
         Ok(match self.fetch(who, key, self.hash(key), &mut sink) {
-            Fetched::Live(..) => Some(sink.len),
+            Fetched::Live(info, _) => Some((sink.len, info.flags)),
             Fetched::Stale(..) | Fetched::Missing => None,
         })
     }
