@@ -35,7 +35,8 @@ done
 ln -s "larderd@.service" "$tmp/larderd@check.service"
 # Each drop-in example, verified as the unit with the drop-in's sections appended (what
 # systemd makes of a unit and its drop-in).
-units=(larderd.service larderd@check.service)
+units=(larderd.service larderd@check.service larderd.socket)
+cp "$here/larderd.socket" "$tmp/larderd.socket"
 for d in "$here"/larderd.service.d/*.conf.example; do
     [[ -e "$d" ]] || continue
     name="larderd-$(basename "$d" .conf.example).service"

@@ -632,3 +632,90 @@ fn a_refresh_belongs_to_the_connection_that_won_it() {
     cache.delete(b"gone").unwrap();
     won(&mut c[1], "gone");
 }
+
+/// Socket activation (systemd/larderd.socket): systemd binds the socket and starts larderd
+/// on the first connection with it as descriptor 3 (LISTEN_FDS); larderd serves it as a
+/// `--listen-memcached` one. systemd-socket-activate (Debian's `systemd`) plays systemd.
+#[test]
+fn a_socket_systemd_passes_is_served() {
+    if std::process::Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("LARDER_REQUIRE_SOCKET_ACTIVATION").is_none(),
+            "systemd-socket-activate is required (LARDER_REQUIRE_SOCKET_ACTIVATION)"
+        );
+        eprintln!("systemd-socket-activate not installed: skipped");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("larder-listen-activation-")
+        .tempdir()
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The testkit starts an executable with the daemon's environment: a script that has
+    // systemd-socket-activate bind the port and exec larderd with it.
+    let wrapper = dir.path().join("activate.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec systemd-socket-activate -l 127.0.0.1:{port} {} {}\n",
+            // It passes the child only the variables it is told to.
+            [
+                "LARDER_ARENA",
+                "LARDER_SIZE",
+                "LARDER_MAX_VALUE",
+                "LARDER_SEGMENT_SIZE",
+                "NOTIFY_SOCKET",
+                "RUST_LOG",
+            ]
+            .map(|v| format!("-E {v}"))
+            .join(" "),
+            env!("CARGO_BIN_EXE_larderd")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut d = Daemon::spawn(&wrapper, dir.path(), &dir.path().join("arena"), "act", &[]);
+    // The port is bound before larderd runs; the first connection starts it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no socket: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"set k 0 0 2\r\nhi\r\nget k\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"END\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed; log:\n{}", d.log());
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(text(&got), "STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n");
+    d.ready().expect("larderd ready");
+    let log = d.log();
+    assert!(
+        log.contains("socket from systemd"),
+        "the log says where the socket came from:\n{log}"
+    );
+    assert!(
+        log.contains(&dir.path().join("arena").display().to_string()),
+        "larderd got the test's environment (its arena), not the defaults:\n{log}"
+    );
+}

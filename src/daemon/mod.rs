@@ -176,21 +176,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         std::process::id()
     );
     let _ = std::io::stdout().flush();
-    let listener = if args.listen_memcached.is_empty() {
-        None
-    } else {
-        let opts = crate::listen::Options {
+    // `--listen-memcached` addresses, and sockets systemd passed (larderd.socket).
+    let listener = crate::listen::start(
+        &cache,
+        &args.listen_memcached,
+        crate::listen::Options {
             max_connections: args.max_connections,
             idle_timeout: args.idle_timeout,
             socket_mode: args.mode,
-        };
-        Some(crate::listen::start(
-            &cache,
-            &args.listen_memcached,
-            opts,
-            unix_now(),
-        )?)
-    };
+        },
+        unix_now(),
+    )?;
     notifier.send("READY=1");
     if args.huge_pages {
         collapse_in_background(&cache);

@@ -11,6 +11,7 @@
 //! Client flags are kept with the item (design.md §2.6); items stored through the library
 //! read back with flags 0. The meta protocol is `meta.rs` (parser) and `meta_exec.rs`.
 
+mod activation;
 pub mod conn;
 pub mod exec;
 pub mod leases;
@@ -162,17 +163,35 @@ fn bind(addr: &Addr, opts: &Options) -> anyhow::Result<Bound> {
     })
 }
 
-/// Binds every address (all or none) and starts serving them with `cache`.
+/// Binds every address (all or none), takes the sockets systemd passed (socket activation:
+/// activation.rs), and starts serving them all with `cache`; `None` when there is nothing
+/// to serve.
 pub fn start(
     cache: &Cache,
     addrs: &[Addr],
     opts: Options,
     started: u64,
-) -> anyhow::Result<Listener> {
-    let bound = addrs
+) -> anyhow::Result<Option<Listener>> {
+    let inherited = activation::inherited()?;
+    if addrs.is_empty() && inherited.is_empty() {
+        return Ok(None);
+    }
+    let mut bound = addrs
         .iter()
-        .map(|a| bind(a, &opts))
+        .map(|a| Ok((a.clone(), bind(a, &opts)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Their Unix socket files are systemd's: not removed at stop.
+    let sockets = addrs
+        .iter()
+        .filter_map(|a| match a {
+            Addr::Unix(p) => Some(p.clone()),
+            Addr::Tcp(_) => None,
+        })
+        .collect();
+    for (a, _) in &inherited {
+        tracing::info!(addr = ?a, "socket from systemd (socket activation)");
+    }
+    bound.extend(inherited);
     let shared = Arc::new(Shared {
         cache: cache.clone(),
         stats: ListenerStats::default(),
@@ -183,7 +202,7 @@ pub fn start(
         stop: AtomicBool::new(false),
     });
     let mut accepters = Vec::new();
-    for (b, a) in bound.into_iter().zip(addrs) {
+    for (a, b) in bound {
         let sh = shared.clone();
         let max = opts.max_connections;
         let name = format!("listen {a:?}");
@@ -195,18 +214,11 @@ pub fn start(
         );
         tracing::info!(addr = ?a, "memcached protocol listener ready");
     }
-    let sockets = addrs
-        .iter()
-        .filter_map(|a| match a {
-            Addr::Unix(p) => Some(p.clone()),
-            Addr::Tcp(_) => None,
-        })
-        .collect();
-    Ok(Listener {
+    Ok(Some(Listener {
         shared,
         accepters,
         sockets,
-    })
+    }))
 }
 
 fn accept_loop(b: Bound, sh: &Arc<Shared>, max: usize) {
