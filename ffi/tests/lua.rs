@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{binding_arena, built, c_tools, run, value_and_flags};
+use support::{binding_arena, built, c_tools, replace_arena, run, value_and_flags, Stepped};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,6 +42,45 @@ fn lua(arena: &Path, script: &[&str]) -> String {
         .env("LUA_PATH", format!("{}/lua/?.lua;;", repo().display()))
         .env("ARENA", arena));
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// larderd replaced the arena (moved it aside, created a new one, marked the old retired):
+/// the module's cached handle follows within 256 reads, and at once on a write.
+#[test]
+fn the_module_follows_a_replaced_arena() {
+    if !c_tools() || !luajit() {
+        return;
+    }
+    let (_dir, arena, first) = binding_arena("larder-lua-replaced-");
+    let mut s = Stepped::spawn(
+        Command::new("luajit")
+            .arg("lua/tests/replaced.lua")
+            .arg(&arena)
+            .current_dir(repo())
+            .env("LARDER_LIB", built().prefix.join("lib/liblarder.so"))
+            .env("LUA_PATH", format!("{}/lua/?.lua;;", repo().display())),
+    );
+    assert_eq!(s.line(), "replace");
+    let second = replace_arena(&arena, &first);
+    second.set(b"k", b"new", None).unwrap();
+    s.go();
+    assert_eq!(s.line(), "read follows after at most 256");
+    assert_eq!(s.line(), "replace");
+    let third = replace_arena(&arena, &second);
+    third.set(b"k", b"newer", None).unwrap();
+    s.go();
+    assert_eq!(
+        s.line(),
+        "k=newer",
+        "the write re-opened: reads see the newest arena"
+    );
+    assert_eq!(s.line(), "done");
+    s.success();
+    assert_eq!(
+        third.get(b"after").unwrap().as_deref(),
+        Some(&b"written"[..])
+    );
+    assert_eq!(second.get(b"after").unwrap(), None);
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use support::{
-    binding_arena, built, c_tools, free_port, http_get, is_root, run, value_and_flags, wait_http,
-    Killed,
+    binding_arena, built, c_tools, free_port, http_get, is_root, replace_arena, run,
+    value_and_flags, wait_http, Killed, Stepped,
 };
 
 fn repo() -> PathBuf {
@@ -91,6 +91,52 @@ fn the_php_classes_share_the_arena_with_rust_and_count_exactly_across_processes(
         assert!(k.wait_with_output().unwrap().status.success());
     }
     assert_eq!(c.incr(b"php:count", 1).unwrap(), Some(801));
+}
+
+/// larderd replaced the arena (moved it aside, created a new one, marked the old retired):
+/// the next write, and every read after it, reaches the new arena; a generator that holds
+/// `entry`'s lease when it happens (and re-opens the handle by writing) stores its value
+/// in the new arena, not the one moved aside, and nothing uses a closed handle.
+#[test]
+fn larder_cache_follows_a_replaced_arena_even_while_a_generator_holds_the_lease() {
+    if !c_tools() || !php() {
+        return;
+    }
+    let (_dir, arena, first) = binding_arena("larder-php-replaced-");
+    let mut s = Stepped::spawn(php_cmd("php", &arena).arg("php/tests/replaced.php"));
+    assert_eq!(s.line(), "replace");
+    let second = replace_arena(&arena, &first);
+    second.set(b"k", b"new", None).unwrap();
+    s.go();
+    assert_eq!(
+        s.line(),
+        "k='new'",
+        "reads follow the write to the new arena"
+    );
+    assert_eq!(
+        second.get(b"after").unwrap().as_deref(),
+        Some(&b"written"[..])
+    );
+    assert_eq!(
+        first.get(b"after").unwrap(),
+        None,
+        "nothing written to the old arena"
+    );
+
+    assert_eq!(s.line(), "replace");
+    let third = replace_arena(&arena, &second);
+    s.go();
+    assert_eq!(s.line(), "entry=made e");
+    assert_eq!(s.line(), "e='made e'");
+    assert_eq!(s.line(), "done");
+    s.success();
+    assert_eq!(third.get(b"inside").unwrap().as_deref(), Some(&b"yes"[..]));
+    assert_eq!(third.get(b"e").unwrap().as_deref(), Some(&b"made e"[..]));
+    assert_eq!(
+        second.get(b"e").unwrap(),
+        None,
+        "not into the arena moved aside"
+    );
 }
 
 /// A real php8.2-fpm pool of four workers (FFI enabled for the pool with

@@ -29,6 +29,10 @@ final class Cache
     private $h;
     private ?string $path;
     private int $reads = 0;
+    /** Leases in flight (entry()); while any is, a replaced handle stays open. */
+    private int $leases = 0;
+    /** @var list<\FFI\CData> handles of replaced arenas a lease in flight still uses */
+    private array $replaced = [];
     /** Buffers reused by every call (FFI::new costs more than the read itself). */
     private $retired;
     private $len;
@@ -87,6 +91,9 @@ final class Cache
         if (isset($this->h)) {
             $this->ffi->larder_close($this->h);
         }
+        foreach ($this->replaced as $old) {
+            $this->ffi->larder_close($old);
+        }
     }
 
     private function why(int $rc): string
@@ -111,7 +118,13 @@ final class Cache
             && $this->retired[0] !== 0) {
             $old = $this->h;
             $this->h = $this->open();
-            $this->ffi->larder_close($old);
+            if ($this->leases > 0) {
+                // entry() holds a lease on the old arena through this handle (its generator
+                // may call us): closed when the last lease in flight is settled.
+                $this->replaced[] = $old;
+            } else {
+                $this->ffi->larder_close($old);
+            }
         }
         return $this->h;
     }
@@ -341,20 +354,44 @@ final class Cache
             if ($rc !== $this->ffi->LARDER_LEASED) {
                 $this->fail($rc);
             }
+            return $this->generate($h, $key, $lease, $generator, $ttl);
+        }
+    }
+
+    /** entry() holding the lease on $h: runs the generator, stores, gives the lease back. */
+    private function generate($h, string $key, $lease, callable $generator, int $ttl): mixed
+    {
+        $this->leases++;
+        try {
             try {
                 $value = $generator($key);
             } catch (\Throwable $e) {
-                $this->ffi->larder_release_lease($h, $key, strlen($key),
-                    \FFI::addr($lease));
+                $this->ffi->larder_release_lease($h, $key, strlen($key), \FFI::addr($lease));
                 throw $e;
             }
             [$bytes, $flags] = self::encode($value);
-            $rc = $this->ffi->larder_fill_lease($h, $key, strlen($key),
-                \FFI::addr($lease), $bytes, strlen($bytes), \FFI::addr($this->options($ttl, $flags)));
+            $opts = \FFI::addr($this->options($ttl, $flags));
+            if ($h !== $this->handle(true)) {
+                // larderd replaced the arena while the generator ran: the value belongs in
+                // the new one; the lease on the old one is given back.
+                $this->ffi->larder_release_lease($h, $key, strlen($key), \FFI::addr($lease));
+                $rc = $this->ffi->larder_set($this->h, $key, strlen($key), $bytes,
+                    strlen($bytes), $opts);
+            } else {
+                $rc = $this->ffi->larder_fill_lease($h, $key, strlen($key),
+                    \FFI::addr($lease), $bytes, strlen($bytes), $opts);
+            }
             if ($rc !== 0 && $rc !== $this->ffi->LARDER_NOT_STORED) {
                 $this->fail($rc);
             }
             return $value;
+        } finally {
+            if (--$this->leases === 0) {
+                foreach ($this->replaced as $old) {
+                    $this->ffi->larder_close($old);
+                }
+                $this->replaced = [];
+            }
         }
     }
 

@@ -159,17 +159,71 @@ pub fn built() -> &'static Built {
 pub fn binding_arena(prefix: &str) -> (tempfile::TempDir, PathBuf, larder::Cache) {
     let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
     let arena = dir.path().join("arena");
-    let c = larder::Cache::create(
-        &arena,
-        &larder::Config::new(16 << 20)
-            .max_value_len(256 << 10)
-            .segment_size(1 << 20)
-            .huge_pages(false),
-    )
-    .unwrap();
+    let c = larder::Cache::create(&arena, &binding_config()).unwrap();
     c.set(b"rust:str", b"from rust", None).unwrap();
     c.set(b"rust:n", b"7", None).unwrap();
     (dir, arena, c)
+}
+
+fn binding_config() -> larder::Config {
+    larder::Config::new(16 << 20)
+        .max_value_len(256 << 10)
+        .segment_size(1 << 20)
+        .huge_pages(false)
+}
+
+/// What larderd does when it replaces an arena (src/daemon/lifecycle.rs): the file moved
+/// aside, a new arena created at the path, the old one marked retired so that every
+/// attached process re-opens the path. Returns the new arena.
+pub fn replace_arena(arena: &Path, old: &larder::Cache) -> larder::Cache {
+    let aside = arena.with_extension("replaced");
+    std::fs::rename(arena, &aside).unwrap();
+    let new = larder::Cache::create(arena, &binding_config()).unwrap();
+    old.mark_retired();
+    new
+}
+
+/// A script that stops at each step it prints until this side answers `go` on its stdin.
+pub struct Stepped {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Stepped {
+    pub fn spawn(cmd: &mut Command) -> Stepped {
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        Stepped { child, out }
+    }
+
+    /// The next line the script prints (panics at its end: it said less than expected).
+    pub fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut l = String::new();
+        self.out.read_line(&mut l).unwrap();
+        assert!(
+            !l.is_empty(),
+            "the script ended early: {:?}",
+            self.child.wait()
+        );
+        l.trim_end().to_owned()
+    }
+
+    pub fn go(&mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn success(mut self) {
+        drop(self.child.stdin.take());
+        assert!(self.child.wait().unwrap().success());
+    }
 }
 
 /// The value and client flags of `key`, as Rust (and the listener) see them.
