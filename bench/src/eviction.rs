@@ -16,6 +16,7 @@ use std::io;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::log_model::{LogModel, LogPolicy};
 use crate::util::{key, machine_description, progress, shm_dir, KeyGen, Table, KEY_LEN};
 
 #[derive(Clone, Debug)]
@@ -443,6 +444,7 @@ pub fn run(opts: &Opts) -> io::Result<()> {
         "LRU (in-process)".into(),
     ];
     head.extend(LCS_POLICIES.iter().map(|p| p.1.to_string()));
+    head.extend(LOG_MODELS.iter().map(|m| format!("{} (items)", m.0)));
     head.push("larder − best of SIEVE, S3-FIFO".into());
     head.push("larder evictions (index)".into());
     let mut t = Table::new(head);
@@ -479,6 +481,16 @@ pub fn run(opts: &Opts) -> io::Result<()> {
         pb.set_message(format!("{} LRU, libCacheSim at {cap} items", w.name()));
         let lru = run_policy(&mut Lru::new(cap, ids), reqs, warmup, requests);
         let lcs = libcachesim(&python, trace, warmup, requests, cap, &l.score);
+        let per_seg = (SEG / item) as usize;
+        let models: Vec<String> = LOG_MODELS
+            .iter()
+            .map(|&(_, policy)| {
+                let reserve = (l.nsegs as usize / 32).max(2);
+                let mut m = LogModel::new(policy, l.nsegs as usize, per_seg, reserve, ids);
+                let s = run_policy(&mut m, reqs, warmup, requests);
+                format!("{:.2}% ({})", s.zipf_ratio() * 100.0, m.items())
+            })
+            .collect();
         pb.finish_and_clear();
         let pct = |r: f64| format!("{:.2}%", r * 100.0);
         let mut row = vec![
@@ -498,6 +510,7 @@ pub fn run(opts: &Opts) -> io::Result<()> {
         match &lcs {
             Ok(r) => {
                 row.extend(r.iter().map(|&x| pct(x)));
+                row.extend(models.iter().cloned());
                 let of = |name: &str| r[LCS_POLICIES.iter().position(|p| p.1 == name).unwrap()];
                 let best = of("SIEVE").max(of("S3-FIFO"));
                 row.push(format!("{:+.2} pp", (larder - best) * 100.0));
@@ -529,6 +542,7 @@ pub fn run(opts: &Opts) -> io::Result<()> {
             }
             Err(why) => {
                 row.extend(LCS_POLICIES.iter().map(|_| "–".to_string()));
+                row.extend(models.iter().cloned());
                 row.push("–".into());
                 lcs_missing.get_or_insert_with(|| why.clone());
             }
@@ -586,6 +600,34 @@ pub fn run(opts: &Opts) -> io::Result<()> {
     std::fs::write(&path, &md)?;
     println!("\n{md}\ntable: {}", path.display());
     Ok(())
+}
+
+/// Policies in log form simulated on the arena's geometry (segments, items per segment,
+/// reserve): larder's CLOCK as a check of the model, and candidates for the engine.
+const LOG_MODELS: [(&str, LogPolicy); 3] = [
+    ("CLOCK log model", LogPolicy::Clock),
+    (
+        "S3-FIFO log model, small 10 %",
+        LogPolicy::S3Fifo {
+            small_frac: 0.10,
+            freq_max: 3,
+            ghost_table: true,
+        },
+    ),
+    (
+        "S3-FIFO log model, small 5 %",
+        LogPolicy::S3Fifo {
+            small_frac: 0.05,
+            freq_max: 3,
+            ghost_table: true,
+        },
+    ),
+];
+
+impl Policy for LogModel {
+    fn access(&mut self, id: u32) -> bool {
+        LogModel::access(self, id)
+    }
 }
 
 /// The libCacheSim release `bench/eviction.sh` installs (and the replay script checks).

@@ -5,6 +5,7 @@
 
 mod compare;
 mod eviction;
+mod log_model;
 mod memory;
 mod plot;
 mod proto;
