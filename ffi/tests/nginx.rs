@@ -34,7 +34,9 @@ fn nginx_lua() -> bool {
 fn config(dir: &Path, port: u16) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let d = dir.display();
-    // As root, nginx's workers would become `nobody`, who may not open the arena.
+    // As root, the workers run as `nobody`: not the arena's owner, only in its group
+    // (see `share_with_nogroup`), as the workers of a deployment run as a user in the
+    // arena's group.
     let root = is_root();
     format!(
         r#"load_module {MODULES}/ndk_http_module.so;
@@ -85,9 +87,23 @@ http {{
     }}
 }}
 "#,
-        user = if root { "user root;" } else { "" },
+        user = if root { "user nobody nogroup;" } else { "" },
         repo = repo.display(),
     )
+}
+
+/// The group of `nobody` on Debian.
+const NOGROUP: u32 = 65534;
+
+/// Gives the arena to group `nogroup`, read-write for the group only (0660; its directory
+/// 0750), as larderd's `--group` does, so that workers running as `nobody` reach it through
+/// the group and nothing else.
+fn share_with_nogroup(dir: &Path, arena: &Path) {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    chown(dir, None, Some(NOGROUP)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+    chown(arena, None, Some(NOGROUP)).unwrap();
+    std::fs::set_permissions(arena, std::fs::Permissions::from_mode(0o660)).unwrap();
 }
 
 #[test]
@@ -101,6 +117,9 @@ fn nginx_workers_share_the_arena_with_rust_and_survive_a_killed_worker() {
         .unwrap();
     let arena: PathBuf = dir.path().join("arena");
     let c = Cache::create(&arena, &Config::new(16 << 20).huge_pages(false)).unwrap();
+    if is_root() {
+        share_with_nogroup(dir.path(), &arena);
+    }
     let port = free_port();
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, config(dir.path(), port)).unwrap();
