@@ -51,3 +51,5 @@ echo "== nginx, one worker: ns per get of a 100 B value (median, min, max of $RO
 curl -s --max-time 600 "http://127.0.0.1:$port/bench?rounds=$ROUNDS&ops=$OPS"
 echo "== PHP, one process: ns per operation (median, min, max of $ROUNDS rounds)"
 php -d apc.enable_cli=1 -d apc.shm_size=64M bench/bindings/php_bench.php "$ROUNDS" "$OPS"
+echo "== PHP, four processes forked after APCu started: wall ns per operation over all four (median, min, max of $ROUNDS rounds)"
+php -d apc.enable_cli=1 -d apc.shm_size=64M bench/bindings/php_bench.php "$ROUNDS" "$OPS" 4
